@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Idempotent set-up on a fresh Debian 12 machine: system packages, then .venv with the pinned CPU
+# torch first, fairseq-fixed built against it, then speechfm with its dev extras.
+# A second run only checks stamps and returns in seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SYSTEM_PACKAGES=(ffmpeg espeak-ng sox libsndfile1 flac munge slurmctld slurmd slurm-client chromium)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+missing=()
+for pkg in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "setup: installing system packages: ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+stamp=".venv/.setup-$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
+if [ -f "$stamp" ]; then
+    exit 0
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+pip() {  # quiet pip that always honours the constraints; drops the noise of missing local indexes
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt "$@" 2>&1 \
+        | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+    return "${PIPESTATUS[0]}"
+}
+# 1. torch first, the CPU build from the local wheel; constraints keep it from ever being replaced.
+pip torch==2.13.0
+# 2. fairseq-fixed compiles against the installed torch: no build isolation, or pip fetches another torch.
+pip --no-build-isolation numpy cython wheel "setuptools<81"
+if ! .venv/bin/python -c "import fairseq" 2>/dev/null; then
+    echo "setup: building fairseq-fixed (about 3 minutes)"
+    pip --no-build-isolation fairseq-fixed==0.12.3.1
+fi
+# 3. the project and its dev tools.
+pip -e ".[dev]"
+rm -f .venv/.setup-*
+touch "$stamp"
+echo "setup: done (.venv ready)"
