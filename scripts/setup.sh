@@ -40,6 +40,11 @@ if ! .venv/bin/python -c "import fairseq" 2>/dev/null; then
 fi
 # 3. the project and its dev tools.
 pip -e ".[dev]"
+# fairseq-fixed pulls torchaudio from PyPI: a CUDA build that cannot load beside the CPU torch and
+# makes transformers fail on import (OSError, not ImportError). Nothing here needs it.
+if .venv/bin/python -m pip show -q torchaudio >/dev/null 2>&1; then
+    .venv/bin/python -m pip uninstall -y -q torchaudio
+fi
 rm -f .venv/.setup-*
 touch "$stamp"
 echo "setup: done (.venv ready)"

@@ -53,3 +53,30 @@ def test_external_tools_present() -> None:
     for tool in ("ffmpeg", "ffprobe", "espeak-ng", "sox"):
         assert shutil.which(tool), tool
     assert sys.version_info >= (3, 11)
+
+
+def test_tiny_ctc_model_loads_with_plain_transformers(tiny_ctc_model_dir) -> None:
+    import numpy as np
+    import torch
+    from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    model = Wav2Vec2ForCTC.from_pretrained(tiny_ctc_model_dir).eval()
+    processor = Wav2Vec2Processor.from_pretrained(tiny_ctc_model_dir)
+    inputs = processor(np.zeros(16000, np.float32), sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(inputs.input_values).logits
+    assert logits.shape[-1] == len(processor.tokenizer)
+    assert isinstance(processor.batch_decode(logits.argmax(-1))[0], str)
+
+
+def test_mlflow_run_reads_back(tmp_path) -> None:
+    import mlflow
+
+    from speechfm.tracking import start_run
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with start_run("unit", params={"a": {"b": 1}}, uri=uri) as run:
+        mlflow.log_metric("loss", 0.5, step=1)
+    got = mlflow.tracking.MlflowClient(uri).get_run(run.info.run_id)
+    assert got.data.params == {"a.b": "1"}
+    assert got.data.metrics["loss"] == 0.5
