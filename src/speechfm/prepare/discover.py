@@ -30,7 +30,8 @@ def find_media(root: Path, all_extensions: bool = True) -> list[Path]:
     """Every broadcast file under `root`: `.ts` and, unless disabled, any other non-sidecar file."""
     out = []
     for path in root.rglob("*"):
-        if not path.is_file() or path.name.startswith("."):
+        # a dangling link is listed (ffmpeg's error names it), never skipped silently
+        if path.is_dir() or path.name.startswith("."):
             continue
         if path.name.endswith(GROUND_TRUTH_SUFFIX) or path.name.endswith(INDEX_SUFFIX):
             continue

@@ -58,7 +58,7 @@ def pending_units(archive: Path, out: Path, config: PrepareConfig) -> tuple[list
 def build_units(archive: Path, out: Path, units: list[Unit], config: PrepareConfig,
                 workers: int) -> None:
     """Build `units` with `workers` processes (largest first, so the pool ends evenly)."""
-    order = sorted(units, key=lambda u: -sum((archive / f).stat().st_size for f in u.files))
+    order = sorted(units, key=lambda u: -sum((archive / f).lstat().st_size for f in u.files))
     bar = tqdm(total=len(order), desc="units", unit="unit", disable=None)
     if workers <= 1:
         for unit in order:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SHARDS_DIR = "shards"
 DONE_SUFFIX = ".done.json"
 PART = ".part"
+TS_PACKET = 188  # bytes per MPEG-TS packet: a .ts of another size was cut short
 
 
 def unit_dir(out: Path, unit: Unit) -> Path:
@@ -172,6 +173,8 @@ def process_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) ->
             rejects.append({"source": source, "reason": reason, "action": "skipped"})
             log.warning("%s: rejected: %s", source, reason)
             continue
+        if not decoded.error and path.suffix.lower() == ".ts" and path.stat().st_size % TS_PACKET:
+            decoded.error = f"truncated: the last {TS_PACKET}-byte transport packet is incomplete"
         if decoded.error:
             rejects.append({"source": source, "reason": decoded.error, "action": "kept-decoded-part"})
             log.warning("%s: decoded with errors, kept what decoded: %s", source, decoded.error)
