@@ -15,6 +15,7 @@ from tqdm import tqdm
 
 from speechfm.constants import SAMPLE_RATE
 from speechfm.errors import SpeechfmError, require_tool
+from speechfm.prepare.decode import summarize_errors
 from speechfm.prepare.discover import find_media
 
 REJECTS_FILE = "rejects.jsonl"
@@ -29,10 +30,9 @@ def convert_one(src: Path, dst: Path) -> str | None:
            "-sample_fmt", "s16", "-ar", str(SAMPLE_RATE), "-ac", "1", "-threads", "1",
            "-f", "flac", str(tmp)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     if proc.returncode != 0 or not tmp.exists() or tmp.stat().st_size == 0:
         tmp.unlink(missing_ok=True)
-        return lines[-1] if lines else f"ffmpeg exited with {proc.returncode}"
+        return summarize_errors(proc.stderr) or f"ffmpeg exited with {proc.returncode}"
     os.replace(tmp, dst)
     return None
 

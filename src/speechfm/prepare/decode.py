@@ -43,5 +43,11 @@ def decode(path: Path) -> Decoded:
         err = errfile.read()[-4000:].decode("utf-8", "replace")
     raw = b"".join(chunks)
     raw = raw[: len(raw) // 2 * 2]
-    lines = [ln.strip() for ln in err.splitlines() if ln.strip()]
-    return Decoded(np.frombuffer(raw, dtype="<i2"), lines[-1] if lines else "", rc)
+    return Decoded(np.frombuffer(raw, dtype="<i2"), summarize_errors(err), rc)
+
+
+def summarize_errors(stderr: str) -> str:
+    """ffmpeg's distinct error lines, advice lines left out, joined into one reason."""
+    lines = [ln.strip() for ln in stderr.splitlines()
+             if ln.strip() and not ln.strip().startswith("To ignore this")]
+    return "; ".join(dict.fromkeys(lines[-3:]))
