@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -25,13 +26,16 @@ def check_root(out: Path) -> Path:
     return root
 
 
-def split_valid(channels: np.ndarray, frames: np.ndarray, valid_hours: float, valid_share: float,
-                seed: int) -> np.ndarray:
+def split_valid(channels: Sequence[str], frames: np.ndarray, valid_hours: float,
+                valid_share: float, seed: int) -> np.ndarray:
     """Boolean mask of validation rows: per channel, rows in a seeded random order until
     `min(valid_hours, valid_share x channel hours)` is reached (at least one row when the channel
     has two or more). One permutation and one cumulative sum per channel: O(n)."""
     mask = np.zeros(len(frames), dtype=bool)
-    names, codes = np.unique(channels, return_inverse=True)
+    lookup: dict[str, int] = {}
+    codes = np.fromiter((lookup.setdefault(c, len(lookup)) for c in channels), dtype=np.int64,
+                        count=len(frames))
+    names = list(lookup)
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     for c, name in enumerate(names):
@@ -65,17 +69,19 @@ def write_manifests(out: Path, segments: list[Segment], valid_hours: float, vali
     root = check_root(out)
     folder = out / MANIFESTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    channels = np.array([s.channel for s in segments], dtype=object)
-    frames = np.array([s.frames for s in segments], dtype=np.int64)
-    valid = split_valid(channels.astype(str), frames, valid_hours, valid_share, seed)
-    lines = [s.manifest_line() for s in segments]
-    counts = {"train": int((~valid).sum()), "valid": int(valid.sum())}
-    _write(folder / "train.tsv", root, [ln for ln, v in zip(lines, valid) if not v])
-    _write(folder / "valid.tsv", root, [ln for ln, v in zip(lines, valid) if v])
+    frames = np.fromiter((s.frames for s in segments), dtype=np.int64, count=len(segments))
+    valid = split_valid([s.channel for s in segments], frames, valid_hours, valid_share, seed)
+    train: list[str] = []
+    per_channel: dict[str, list[str]] = {name: [] for name in sorted({s.channel for s in segments})}
+    for seg, is_valid in zip(segments, valid.tolist()):
+        line = seg.manifest_line()
+        (per_channel[seg.channel] if is_valid else train).append(line)
+    _write(folder / "train.tsv", root, train)
+    _write(folder / "valid.tsv", root, [ln for name in per_channel for ln in per_channel[name]])
     for stale in folder.glob("valid_*.tsv"):
         stale.unlink()
-    for name in sorted(set(channels.tolist())):
-        rows = [ln for ln, v, c in zip(lines, valid, channels) if v and c == name]
+    counts = {"train": len(train), "valid": int(valid.sum())}
+    for name, rows in per_channel.items():
         _write(folder / f"valid_{name}.tsv", root, rows)
         counts[f"valid_{name}"] = len(rows)
     return counts
