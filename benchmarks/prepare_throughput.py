@@ -132,7 +132,7 @@ def main() -> None:
     py = sys.executable
     subprocess.run([py, "-m", "speechfm", "-q", "synth", "--out", str(demo), "--channels", "4",
                     "--days", "2", "--hours-per-day", "1", "--hour-seconds", str(args.seconds),
-                    "--train", "0", "--valid", "0", "--test", "0"], check=True, env=ENV,
+                    "--train", "1", "--valid", "1", "--test", "1"], check=True, env=ENV,
                    stdout=subprocess.DEVNULL)
     archive = demo / "archive"
     from speechfm.prepare.discover import find_media

@@ -21,7 +21,7 @@ from speechfm.prepare.manifests import read_manifest, split_valid
 from speechfm.prepare.vad import cut
 from speechfm.prepare.vadeval import evaluate
 from speechfm.segment import read_index
-from tests.conftest import run_speechfm
+from tests.conftest import ROOT, run_speechfm
 
 
 def prepare_cli(archive: Path, out: Path, *extra: str) -> dict:
@@ -175,3 +175,19 @@ def test_bad_settings_and_output_path(small_demo: Path, tmp_path: Path) -> None:
         PrepareConfig.from_dict({"vad_mode": "x"})
     proc = run_speechfm("prepare", small_demo / "archive", "--out", tmp_path / "a:b")
     assert proc.returncode == 2 and "':'" in proc.stderr
+
+
+@pytest.mark.slow
+def test_slurm_array_gives_the_local_manifests(prepared: Path, small_demo: Path, tmp_path: Path,
+                                               slurm_cluster) -> None:
+    out = tmp_path / "slurm_out"
+    site = ROOT / "pipelines" / "sites" / "local-slurm.yaml"
+    proc = run_speechfm("prepare", small_demo / "archive", "--out", out, "--slurm", "--site",
+                        site, env={"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]})
+    assert proc.returncode == 0, proc.stderr
+    assert '"built": 8' in proc.stdout, proc.stdout + proc.stderr
+    assert manifest_bodies(out) == manifest_bodies(prepared)
+    logs = list((out / "slurm").rglob("*_log.out"))
+    assert len(logs) == 4  # 8 units, 2 per array task
+    for shard in sorted(prepared.rglob("*.tar")):
+        assert shard.read_bytes() == (out / shard.relative_to(prepared)).read_bytes()
