@@ -105,9 +105,21 @@ def test_rerun_builds_nothing_and_changes_nothing(prepared: Path, small_demo: Pa
     assert manifest_bodies(prepared) == before
 
 
-def test_other_settings_on_same_output_are_refused(prepared: Path, small_demo: Path) -> None:
-    proc = run_speechfm("prepare", small_demo / "archive", "--out", prepared, "--seed", "7")
+def test_other_unit_settings_are_refused_split_settings_only_remerge(
+        prepared: Path, small_demo: Path) -> None:
+    before = manifest_bodies(prepared)
+    proc = run_speechfm("prepare", small_demo / "archive", "--out", prepared, "--vad", "webrtc")
     assert proc.returncode == 2 and "other settings" in proc.stderr
+    assert manifest_bodies(prepared) == before
+    try:
+        summary = prepare_cli(small_demo / "archive", prepared, "--seed", "7")
+        assert summary["built"] == 0
+        after = manifest_bodies(prepared)
+        assert after["valid.tsv"] != before["valid.tsv"]
+        assert sorted(after["train.tsv"] + after["valid.tsv"]) == sorted(
+            before["train.tsv"] + before["valid.tsv"])
+    finally:
+        prepare_cli(small_demo / "archive", prepared)  # back to seed 0 for the other tests
 
 
 def test_verify_names_the_corrupted_entry(prepared: Path, tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from speechfm.errors import SpeechfmError
 
 UNITS = ("day", "month", "year")
 VAD_MODES = ("silero", "webrtc")
+SPLIT_FIELDS = ("valid_hours", "valid_share", "seed")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,10 @@ class PrepareConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def unit_settings(self) -> dict[str, Any]:
+        """The settings that shape a unit's shards (the split settings only shape manifests)."""
+        return {k: v for k, v in asdict(self).items() if k not in SPLIT_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | Path | None = None) -> "PrepareConfig":

@@ -189,7 +189,7 @@ def process_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) ->
                       "dropped_short": round(dropped / SAMPLE_RATE, 4), "segments": len(pieces)})
     shards = writer.publish()
     record = {"channel": unit.channel, "unit": unit.name, "files": list(unit.files),
-              "config": config.to_dict(), "shards": shards, "stats": files, "rejects": rejects}
+              "config": config.unit_settings(), "shards": shards, "stats": files, "rejects": rejects}
     marker = done_path(out, unit)
     tmp = marker.with_name(marker.name + PART)
     with open(tmp, "w", encoding="utf-8") as f:
