@@ -80,8 +80,7 @@ def reference_flow(archive: Path, out: Path, vad: str) -> None:
         f.write(f"{out}\n")
         for tar_path in sorted(out.glob("*.tar")):
             with tarfile.open(tar_path) as tar:
-                for m in tar:
-                    f.write(f"{tar_path.name}:{m.offset_data}:{m.size}\t{sizes[m.name]}\n")
+                f.writelines(f"{tar_path.name}:{m.offset_data}:{m.size}\t{sizes[m.name]}\n" for m in tar)
 
 
 def decode_only(archive: Path) -> None:

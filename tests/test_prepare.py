@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +23,7 @@ from speechfm.errors import SpeechfmError
 from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import plan_units, unit_of
 from speechfm.prepare.manifests import read_manifest, split_valid
+from speechfm.prepare.pipeline import prepare
 from speechfm.prepare.vad import cut
 from speechfm.prepare.vadeval import evaluate
 from speechfm.segment import read_index
@@ -106,20 +112,19 @@ def test_rerun_builds_nothing_and_changes_nothing(prepared: Path, small_demo: Pa
 
 
 def test_other_unit_settings_are_refused_split_settings_only_remerge(
-        prepared: Path, small_demo: Path) -> None:
+        prepared: Path, small_demo: Path, tmp_path: Path) -> None:
     before = manifest_bodies(prepared)
     proc = run_speechfm("prepare", small_demo / "archive", "--out", prepared, "--vad", "webrtc")
     assert proc.returncode == 2 and "other settings" in proc.stderr
     assert manifest_bodies(prepared) == before
-    try:
-        summary = prepare_cli(small_demo / "archive", prepared, "--seed", "7")
-        assert summary["built"] == 0
-        after = manifest_bodies(prepared)
-        assert after["valid.tsv"] != before["valid.tsv"]
-        assert sorted(after["train.tsv"] + after["valid.tsv"]) == sorted(
-            before["train.tsv"] + before["valid.tsv"])
-    finally:
-        prepare_cli(small_demo / "archive", prepared)  # back to seed 0 for the other tests
+    out = tmp_path / "copy"
+    shutil.copytree(prepared, out)
+    summary = prepare_cli(small_demo / "archive", out, "--seed", "7")
+    assert summary["built"] == 0
+    after = manifest_bodies(out)
+    assert after["valid.tsv"] != before["valid.tsv"]
+    assert sorted(after["train.tsv"] + after["valid.tsv"]) == sorted(
+        before["train.tsv"] + before["valid.tsv"])
 
 
 def test_verify_names_the_corrupted_entry(prepared: Path, tmp_path: Path) -> None:
@@ -185,8 +190,8 @@ def test_split_is_seeded_per_channel_and_by_hours() -> None:
 def test_bad_settings_and_output_path(small_demo: Path, tmp_path: Path) -> None:
     with pytest.raises(SpeechfmError, match="unknown prepare settings"):
         PrepareConfig.from_dict({"vad_mode": "x"})
-    proc = run_speechfm("prepare", small_demo / "archive", "--out", tmp_path / "a:b")
-    assert proc.returncode == 2 and "':'" in proc.stderr
+    with pytest.raises(SpeechfmError, match="':'"):
+        prepare(small_demo / "archive", tmp_path / "a:b", PrepareConfig())
 
 
 @pytest.mark.slow
@@ -203,3 +208,50 @@ def test_slurm_array_gives_the_local_manifests(prepared: Path, small_demo: Path,
     assert len(logs) == 4  # 8 units, 2 per array task
     for shard in sorted(prepared.rglob("*.tar")):
         assert shard.read_bytes() == (out / shard.relative_to(prepared)).read_bytes()
+
+
+def start_prepare(archive: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    return subprocess.Popen([sys.executable, "-m", "speechfm", "prepare", str(archive), "--out",
+                             str(out), "--workers", "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    """SIGKILL the prepare process (its workers die with it) as soon as `ready()` holds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "prepare finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_uninterrupted(prepared: Path, small_demo: Path,
+                                                 tmp_path: Path) -> None:
+    archive, clean = small_demo / "archive", prepared
+    out = tmp_path / "killed"
+    # 1st kill: while a shard is half written, before any unit is complete
+    proc = start_prepare(archive, out)
+    kill_when(proc, lambda: any(p.stat().st_size > 0 for p in out.rglob("*.tar.part")))
+    assert not (out / "manifests").exists()
+    # 2nd kill: after some units completed, others not
+    proc = start_prepare(archive, out)
+    kill_when(proc, lambda: 1 <= len(list(out.rglob("*.done.json"))))
+    done_before = len(list(out.rglob("*.done.json")))
+    assert done_before < 8
+    time.sleep(0.5)  # workers must be gone: nothing may change after the kill
+    assert len(list(out.rglob("*.done.json"))) == done_before
+    proc = run_speechfm("prepare", archive, "--out", out, "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["built"] == 8 - done_before
+    assert manifest_bodies(out) == manifest_bodies(clean)
+    assert not list(out.rglob("*.part"))
+    for shard in sorted(out.rglob("*.tar")):
+        with tarfile.open(shard) as tar:
+            names = [m.name for m in tar.getmembers()]
+        assert len(names) == len(set(names)), f"duplicate members in {shard}"
+        assert shard.read_bytes() == (clean / shard.relative_to(out)).read_bytes()
+    assert run_speechfm("verify", out).returncode == 0

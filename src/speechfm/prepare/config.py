@@ -54,7 +54,7 @@ class PrepareConfig:
         return {k: v for k, v in asdict(self).items() if k not in SPLIT_FIELDS}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str | Path | None = None) -> "PrepareConfig":
+    def from_dict(cls, data: dict[str, Any], source: str | Path | None = None) -> PrepareConfig:
         """Build from a mapping (a site file's `prepare:` section); unknown keys are an error."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)

@@ -7,9 +7,10 @@ import json
 import logging
 import os
 import signal
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tqdm import tqdm
 
@@ -18,7 +19,7 @@ from speechfm.prepare import manifests, stats
 from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import Unit, plan_units
 from speechfm.prepare.units import process_unit, read_done, unit_dir
-from speechfm.segment import Segment, read_index
+from speechfm.segment import read_index
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,9 @@ driver waits for them, then the usual merge writes the manifests. Units are buil
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from speechfm.errors import SpeechfmError
 from speechfm.prepare.config import PrepareConfig

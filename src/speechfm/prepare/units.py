@@ -101,8 +101,9 @@ class _ShardWriter:
     def _open(self) -> None:
         self._close()
         shard = self._shard_name()
-        self._file = open(self.folder / (shard + PART), "wb")
-        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)
+        # kept open across add() calls and closed in _close(): a context manager cannot span them
+        self._file = open(self.folder / (shard + PART), "wb")  # noqa: SIM115
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self.shards.append((shard, []))
 
     def _close(self) -> None:

@@ -18,7 +18,7 @@ FRAME = 0.01  # seconds per evaluation frame
 def _mask(n: int, spans: list[tuple[float, float]]) -> np.ndarray:
     m = np.zeros(n, dtype=bool)
     for a, b in spans:
-        m[int(round(a / FRAME)):int(round(b / FRAME))] = True
+        m[round(a / FRAME):round(b / FRAME)] = True
     return m
 
 

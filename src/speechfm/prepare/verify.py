@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import io
 import tarfile
+from contextlib import ExitStack
 from pathlib import Path
+from typing import BinaryIO
 
 import soundfile as sf
 from tqdm import tqdm
@@ -43,42 +45,47 @@ def verify(out: Path) -> tuple[int, list[str]]:
             index[(seg.shard, seg.offset, seg.size)] = seg
     for shard in sorted((out / "shards").rglob("*.tar")):
         problems += check_shard(shard)
-    checked = 0
     manifest_files = sorted((out / MANIFESTS_DIR).glob("*.tsv"))
     if not manifest_files:
         problems.append(f"{out / MANIFESTS_DIR}: no manifests")
-    handles: dict[str, object] = {}
-    for manifest in manifest_files:
-        mroot, rows = read_manifest(manifest)
-        if mroot.resolve() != root.resolve():
-            problems.append(f"{manifest}: root {mroot} is not {root.resolve()}")
-        for n, (shard, offset, size, frames) in enumerate(
-                tqdm(rows, desc=manifest.name, unit="entry", disable=None), start=2):
-            where = f"{manifest}:{n} ({shard}:{offset}:{size})"
-            checked += 1
-            try:
-                f = handles.get(shard) or open(mroot / shard, "rb")
-                handles[shard] = f
-                f.seek(offset)
-                data = f.read(size)
-            except OSError as exc:
-                problems.append(f"{where}: cannot read: {exc}")
-                continue
-            if len(data) != size:
-                problems.append(f"{where}: shard ends after {len(data)} of {size} bytes")
-                continue
-            seg = index.get((shard, offset, size))
-            if seg is None:
-                problems.append(f"{where}: not in the shard index")
-            elif hashlib.sha256(data).hexdigest() != seg.sha256:
-                problems.append(f"{where}: checksum mismatch ({seg.member})")
-            try:
-                decoded = sf.info(io.BytesIO(data)).frames
-                audio, _ = sf.read(io.BytesIO(data), dtype="int16")
-                if decoded != frames or len(audio) != frames:
-                    problems.append(f"{where}: {len(audio)} frames decoded, manifest says {frames}")
-            except (sf.LibsndfileError, RuntimeError) as exc:
-                problems.append(f"{where}: FLAC does not decode: {exc}")
-    for f in handles.values():
-        f.close()
+    handles: dict[str, BinaryIO] = {}
+    with ExitStack() as stack:
+        for manifest in manifest_files:
+            checked += _check_manifest(manifest, root, index, handles, stack, problems)
     return checked, problems
+
+
+def _check_manifest(manifest: Path, root: Path, index: dict[tuple[str, int, int], Segment],
+                    handles: dict[str, BinaryIO], stack: ExitStack, problems: list[str]) -> int:
+    """Check every entry of one manifest; returns the number of entries."""
+    mroot, rows = read_manifest(manifest)
+    if mroot.resolve() != root.resolve():
+        problems.append(f"{manifest}: root {mroot} is not {root.resolve()}")
+    for n, (shard, offset, size, frames) in enumerate(
+            tqdm(rows, desc=manifest.name, unit="entry", disable=None), start=2):
+        where = f"{manifest}:{n} ({shard}:{offset}:{size})"
+        try:
+            if shard not in handles:
+                handles[shard] = stack.enter_context(open(mroot / shard, "rb"))  # noqa: SIM115
+            f = handles[shard]
+            f.seek(offset)
+            data = f.read(size)
+        except OSError as exc:
+            problems.append(f"{where}: cannot read: {exc}")
+            continue
+        if len(data) != size:
+            problems.append(f"{where}: shard ends after {len(data)} of {size} bytes")
+            continue
+        seg = index.get((shard, offset, size))
+        if seg is None:
+            problems.append(f"{where}: not in the shard index")
+        elif hashlib.sha256(data).hexdigest() != seg.sha256:
+            problems.append(f"{where}: checksum mismatch ({seg.member})")
+        try:
+            decoded = sf.info(io.BytesIO(data)).frames
+            audio, _ = sf.read(io.BytesIO(data), dtype="int16")
+            if decoded != frames or len(audio) != frames:
+                problems.append(f"{where}: {len(audio)} frames decoded, manifest says {frames}")
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            problems.append(f"{where}: FLAC does not decode: {exc}")
+    return len(rows)
