@@ -24,7 +24,13 @@ GOLDEN = Path(__file__).parent / "golden"
 
 @pytest.fixture(scope="module")
 def manifest(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_shard_manifest(small_demo, tmp_path_factory.mktemp("shards"))
+    return make_shard_manifest(small_demo, tmp_path_factory.mktemp("shards"), copies=3)
+
+
+@pytest.fixture(scope="module")
+def tracking(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One MLflow store for the module: creating its tables costs seconds per store."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
 def test_preset_parameter_counts(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -140,32 +146,32 @@ def _num_updates(checkpoint: Path) -> int:
 
 @pytest.mark.slow
 def test_tiny_pretrain_stops_on_sigterm_resumes_and_tracks_one_mlflow_run(
-        manifest: Path, tmp_path: Path) -> None:
+        manifest: Path, tmp_path: Path, tracking: str) -> None:
     import mlflow
 
-    out, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out, uri = tmp_path / "run", tracking
     args = ["pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out, "--cpu",
             "--tracking-uri", uri, "--experiment", "pretrain-test",
-            "optimization.max_update=24", "checkpoint.save_interval_updates=1000"]
+            "optimization.max_update=8", "checkpoint.save_interval_updates=1000"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     proc = subprocess.Popen([sys.executable, "-m", "speechfm", *map(str, args)], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     log = out / "train.log"
     deadline = time.monotonic() + 300
-    while not (log.exists() and '"num_updates": "5"' in log.read_text()):
+    while not (log.exists() and '"num_updates": "2"' in log.read_text()):
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline
         time.sleep(0.3)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 0
     stopped_at = _num_updates(out / "checkpoint_last.pt")
-    assert 5 <= stopped_at < 24
+    assert 2 <= stopped_at < 8
     assert (out / "STOPPED").read_text().split() == ["SIGTERM", str(stopped_at)]
 
     result = run_speechfm(*args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"@ {stopped_at} updates" in log.read_text()  # "Loaded checkpoint ... @ N updates"
-    assert _num_updates(out / "checkpoint_last.pt") == 24
+    assert _num_updates(out / "checkpoint_last.pt") == 8
     assert not (out / "STOPPED").exists()
     config = (out / "config.yaml").read_text()
     assert "encoder_embed_dim: 64" in config and f"save_dir: {out}" in config
@@ -179,7 +185,7 @@ def test_tiny_pretrain_stops_on_sigterm_resumes_and_tracks_one_mlflow_run(
     assert run.data.params["model.encoder_layers"] == "2"
     assert run.data.params["task.data"] == str(manifest.resolve())
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "train_inner/loss")]
-    assert min(steps) <= stopped_at < max(steps) == 24
+    assert min(steps) <= stopped_at < max(steps) == 8
     for key in ("accuracy", "prob_perplexity", "code_perplexity", "temp", "lr", "wps", "gnorm"):
         assert f"train_inner/{key}" in run.data.metrics, key
     assert "valid/loss" in run.data.metrics
@@ -189,11 +195,12 @@ def test_tiny_pretrain_stops_on_sigterm_resumes_and_tracks_one_mlflow_run(
 
 
 @pytest.mark.slow
-def test_tiny_pretrain_with_two_gloo_workers(manifest: Path, tmp_path: Path) -> None:
+def test_tiny_pretrain_with_two_gloo_workers(manifest: Path, tmp_path: Path,
+                                             tracking: str) -> None:
     out = tmp_path / "run"
     result = run_speechfm("pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out,
-                          "--cpu", "--gpus", "2", "--tracking-uri",
-                          f"sqlite:///{tmp_path / 'mlflow.db'}", "optimization.max_update=6",
+                          "--cpu", "--gpus", "2", "--tracking-uri", tracking,
+                          "optimization.max_update=4",
                           cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
@@ -201,4 +208,23 @@ def test_tiny_pretrain_with_two_gloo_workers(manifest: Path, tmp_path: Path) -> 
     log = (out / "train.log").read_text()
     assert "distributed init (rank 0)" in log and "distributed init (rank 1)" not in log
     assert '"bsz": "6"' in log  # 2 ranks x 3 crops per batch
-    assert _num_updates(out / "checkpoint_last.pt") == 6
+    assert _num_updates(out / "checkpoint_last.pt") == 4
+
+
+@pytest.mark.slow
+def test_tiny_pretrain_as_two_srun_tasks_on_slurm(manifest: Path, tmp_path: Path, tracking: str,
+                                                  slurm_cluster) -> None:
+    out = tmp_path / "run"
+    result = run_speechfm("pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out,
+                          "--gpus", "2", "--executor", "slurm", "--site", "local-slurm", "--wait",
+                          "--tracking-uri", tracking, "optimization.max_update=4", cwd=tmp_path,
+                          env={"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]})
+    assert result.returncode == 0, result.stderr[-3000:]
+    job_id = int(result.stdout.strip())
+    assert slurm_cluster.wait_job(job_id) == "COMPLETED"
+    script = (out / "job.sbatch").read_text()
+    assert "#SBATCH --ntasks-per-node=2" in script and "--gpus-per-node" not in script
+    output = (out / f"slurm-{job_id}.out").read_text()
+    assert "distributed init (rank 0)" in output and "distributed init (rank 1)" in output
+    assert "done training" in (out / "train.log").read_text()
+    assert _num_updates(out / "checkpoint_last.pt") == 4
