@@ -47,10 +47,10 @@ def synthetic_shards(out: Path, clips: int, seconds: float, seed: int = 0) -> Pa
             audio = 0.1 * rng.standard_normal(frames) + 0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * t)
             buf = io.BytesIO()
             sf.write(buf, audio.astype(np.float32), SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+            data = buf.getvalue()  # not tell(): the encoder seeks back to finish its header
             info = tarfile.TarInfo(f"clip{i:04d}.flac")
-            info.size = buf.tell()
-            buf.seek(0)
-            tar.addfile(info, buf)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
     manifests = out / "manifests"
     manifests.mkdir()
     with tarfile.open(shard) as tar:
@@ -96,7 +96,7 @@ def run_fairseq_hydra_train(preset: str, manifest: Path, out: Path, device: str,
     exe = Path(sys.executable).with_name("fairseq-hydra-train")
     proc = subprocess.run([str(exe), "--config-dir", str(out), "--config-name", "baseline",
                            f"hydra.run.dir={out / 'hydra'}"], capture_output=True, text=True,
-                          cwd=out.parent)
+                          cwd=out.parent, check=False)
     if proc.returncode:
         raise RuntimeError(proc.stderr[-3000:])
     return proc.stdout + proc.stderr

@@ -59,7 +59,10 @@ def write_labeled(demo: Path, out: Path) -> Path:
 
 @pytest.mark.slow
 def test_ctc_fine_tuning_from_a_tiny_pretraining(small_demo: Path, tmp_path: Path) -> None:
+    import mlflow
     import torch
+
+    from speechfm.tracking import start_run
 
     manifest = make_shard_manifest(small_demo, tmp_path / "shards")
     pre = FairseqJob(save_dir=tmp_path / "pre", tracking_uri=f"sqlite:///{tmp_path / 'ml.db'}")
@@ -70,8 +73,13 @@ def test_ctc_fine_tuning_from_a_tiny_pretraining(small_demo: Path, tmp_path: Pat
     with pytest.raises(SpeechfmError, match="no such pre-trained checkpoint"):
         build_config(data, tmp_path / "ctc", TINY_CTC, tmp_path / "nope.pt")
 
-    best = train(data, tmp_path / "ctc", TINY_CTC, init=pre.save_dir / "checkpoint_last.pt",
-                 cpu=True, tracking_uri=f"sqlite:///{tmp_path / 'ml.db'}")
+    uri = f"sqlite:///{tmp_path / 'ml.db'}"
+    with start_run("finetune-test", "ctc", uri=uri) as run:  # as the finetune verb opens it
+        best = train(data, tmp_path / "ctc", TINY_CTC, init=pre.save_dir / "checkpoint_last.pt",
+                     cpu=True, tracking_uri=uri, mlflow_run_id=run.info.run_id)
+    logged = mlflow.MlflowClient(uri).get_run(run.info.run_id).data
+    assert logged.params["model._name"] == "wav2vec_ctc" and "valid/wer" in logged.metrics
+    assert "train_inner/loss" in logged.metrics
     assert best == (tmp_path / "ctc" / "checkpoint_best.pt").resolve() and best.exists()
     state = torch.load(tmp_path / "ctc" / "checkpoint_last.pt", weights_only=False)
     assert state["optimizer_history"][-1]["num_updates"] == 6

@@ -102,8 +102,8 @@ def test_bad_manifest_is_one_clear_line(tmp_path: Path) -> None:
                           "--out", tmp_path / "run", "--cpu")
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"speechfm pretrain: error: {tmp_path}/train.tsv: first entry points to a missing file "
-        f"{tmp_path}/shards/a.tar"]
+        (f"speechfm pretrain: error: {tmp_path}/train.tsv: first entry points to a missing file "
+         f"{tmp_path}/shards/a.tar")]
     assert not (tmp_path / "run").exists()
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "a.tar").write_bytes(b"")

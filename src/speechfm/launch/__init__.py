@@ -12,4 +12,4 @@ from __future__ import annotations
 from speechfm.launch.job import FairseqJob, compose_config, read_job, write_job
 from speechfm.launch.local import run_local
 
-__all__ = ["FairseqJob", "compose_config", "read_job", "write_job", "run_local"]
+__all__ = ["FairseqJob", "compose_config", "read_job", "run_local", "write_job"]

@@ -113,7 +113,7 @@ def submit(job: FairseqJob, site: dict[str, Any], wait: bool = False) -> tuple[s
     script = job.save_dir / SCRIPT_NAME
     script.write_text(render_sbatch(job, site, Path.cwd()), encoding="utf-8")
     command = [sbatch, "--parsable", *(["--wait"] if wait else []), str(script)]
-    proc = subprocess.run(command, capture_output=True, text=True)
+    proc = subprocess.run(command, capture_output=True, text=True, check=False)
     job_id = proc.stdout.strip().split(";")[0]
     if not job_id:
         raise SpeechfmError(f"sbatch failed: {proc.stderr.strip()}", path=script)

@@ -14,8 +14,9 @@ import os
 import re
 import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from speechfm.launch.job import FairseqJob, read_job
 
@@ -185,14 +186,22 @@ RUN_ID_NAME = "mlflow_run_id"
 def mlflow_run(job: FairseqJob, config: dict[str, Any]) -> Iterator[Any]:
     """One MLflow run per job: created on the first start, continued when the job resumes."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    from speechfm.tracking import start_run, tracking_uri
+    from speechfm.tracking import flatten, start_run, tracking_uri
 
     id_file = job.save_dir / RUN_ID_NAME
-    if id_file.exists():
+    if id_file.exists():  # a resumed job, or a run its caller opened (fine-tuning CLI)
         mlflow.set_tracking_uri(tracking_uri(job.tracking_uri or None))
         with mlflow.start_run(run_id=id_file.read_text().strip()) as run:
             log.info("continuing MLflow run %s", run.info.run_id)
+            try:
+                items = list(flatten(config).items())
+                for i in range(0, len(items), 100):
+                    mlflow.log_params(dict(items[i : i + 100]))
+            except MlflowException as exc:  # a value changed on resume
+                log.warning("MLflow params kept from the first start: %s", str(exc)[:200])
+            mlflow.log_artifact(str(job.config_path))
             yield run
     else:
         tags = {"speechfm.stage": job.stage, "speechfm.save_dir": str(job.save_dir)}
