@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "convert": "speechfm.prepare.convert_command",
     "prepare": "speechfm.prepare.command",
     "verify": "speechfm.prepare.verify_command",
+    "pretrain": "speechfm.pretrain.command",
 }
 
 log = logging.getLogger("speechfm")
