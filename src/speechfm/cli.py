@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "prepare": "speechfm.prepare.command",
     "verify": "speechfm.prepare.verify_command",
     "pretrain": "speechfm.pretrain.command",
+    "register": "speechfm.register.command",
 }
 
 log = logging.getLogger("speechfm")
