@@ -18,6 +18,8 @@ from speechfm.errors import SpeechfmError
 # verb -> module; the order is the order of the recipe and of `speechfm --help`.
 COMMANDS: dict[str, str] = {
     "synth": "speechfm.synth.command",
+    "lur": "speechfm.interpret.command",
+    "lur-plot": "speechfm.interpret.plot_command",
 }
 
 log = logging.getLogger("speechfm")
