@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 
 MODELS = {
-    "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                 conv_dim=(32,) * 7),
-    "small": dict(hidden_size=256, num_hidden_layers=6, num_attention_heads=4,
-                  intermediate_size=1024, conv_dim=(256,) * 7),
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+             "intermediate_size": 64, "conv_dim": (32,) * 7},
+    "small": {"hidden_size": 256, "num_hidden_layers": 6, "num_attention_heads": 4,
+              "intermediate_size": 1024, "conv_dim": (256,) * 7},
 }
 VOCAB = ["<pad>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyzåäö"]
 
@@ -33,8 +33,13 @@ VOCAB = ["<pad>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyzåäö"]
 def make_model(name: str, out: Path) -> Path:
     """A randomly initialised model of preset `name`, saved with a processor (as fine-tuning would)."""
     import torch
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
-                              Wav2Vec2ForCTC, Wav2Vec2Processor)
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "vocab.json").write_text(json.dumps({c: i for i, c in enumerate(VOCAB)}))
@@ -118,7 +123,7 @@ def worker(args: argparse.Namespace) -> None:
     torch.set_num_threads(args.threads)
     import captum.attr  # noqa: F401 - imports are not what is measured
     import matplotlib.pyplot  # noqa: F401
-    import transformers  # noqa: F401
+    import transformers
 
     transformers.logging.set_verbosity_error()
     start = time.perf_counter()
@@ -180,7 +185,7 @@ def main() -> None:
             print(f"time, {n} utterances: speechfm {ours[n]['seconds']:.1f} s, reference "
                   f"{ref_full:.1f} s{scaled}; speed-up {ref_full / ours[n]['seconds']:.1f}x")
             for label, runs in (("speechfm", ours), ("reference", ref)):
-                lo, hi = sorted(runs)[0], sorted(runs)[-1]
+                lo, hi = min(runs), max(runs)
                 print(f"memory {label}: peak RSS {runs[lo]['peak_rss_mb']:.0f} MB at {lo} utt, "
                       f"{runs[hi]['peak_rss_mb']:.0f} MB at {hi} utt "
                       f"(ratio {runs[hi]['peak_rss_mb'] / runs[lo]['peak_rss_mb']:.2f}); "

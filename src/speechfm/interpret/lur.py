@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import torch
@@ -53,7 +53,7 @@ class LurState:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path, settings: dict) -> "LurState":
+    def load(cls, path: Path, settings: dict) -> LurState:
         """The saved state, refused if it was made with other settings (model, data, steps...)."""
         try:
             with np.load(path) as data:
@@ -93,7 +93,7 @@ def layer_utilization(state: LurState) -> list[float]:
 def accumulate_utterance(
     state: LurState, top: ig.LayerTop, model: torch.nn.Module, input_values: torch.Tensor,
     alphas: torch.Tensor, weights: torch.Tensor, blank: int, chunk: int = 64,
-    progress: "Iterable | None" = None,
+    progress: Iterable | None = None,
 ) -> None:
     """Add one utterance's attributions to the running sums of every analysed layer."""
     fwd = ig.forward_utterance(model, input_values)

@@ -14,7 +14,8 @@ def read_report(path: Path) -> dict:
     file = path / "lur.json" if path.is_dir() else path
     try:
         report = json.loads(file.read_text(encoding="utf-8"))
-        report["layers"], report["lur"]  # noqa: B018 - the two fields the plot needs
+        if not isinstance(report.get("layers"), list) or not isinstance(report.get("lur"), list):
+            raise KeyError("layers/lur")
     except (OSError, ValueError, KeyError) as exc:
         raise SpeechfmError(f"not an LUR report: {exc}", path=file,
                             hint="pass report folders written by 'speechfm lur'") from exc
