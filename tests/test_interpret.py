@@ -107,6 +107,9 @@ def test_layer_ig_matches_captum_for_every_layer_and_token(layout, tiny_ctc_mode
     for layer in range(model.config.num_hidden_layers):
         attr, base_scores = ig.layer_attributions(top, layer, fwd.layers[layer],
                                                   fwd.baseline_layers[layer], targets, alphas, weights)
+        chunked, _ = ig.layer_attributions(top, layer, fwd.layers[layer], fwd.baseline_layers[layer],
+                                           targets, alphas, weights, chunk=3)
+        assert torch.allclose(chunked, attr, rtol=1e-5, atol=1e-6 * float(attr.abs().max()))
         for k, target in enumerate(targets[:4]):
             ref = reference_layer_ig(model, values, layer, target, STEPS)
             scale = ref.abs().max()

@@ -23,8 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=50, help="IG interpolation steps")
     p.add_argument("--method", default="gausslegendre",
                    help="IG quadrature, as captum names it (gausslegendre, riemann_trapezoid, ...)")
-    p.add_argument("--chunk", type=int, default=64,
-                   help="interpolation steps per forward (lower it if memory runs out)")
+    p.add_argument("--chunk", type=int, default=0,
+                   help="interpolation steps per forward (default 0: as many as ~2 GB of "
+                        "activations allow; lower it if memory runs out)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--limit", type=int, default=None,
@@ -50,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     elif device.startswith("cuda") and not torch.cuda.is_available():
         raise SpeechfmError(f"--device {device}: no CUDA device is available", hint="use --device cpu")
-    if args.steps < 2 or args.chunk < 1 or args.save_every < 1:
-        raise SpeechfmError("--steps must be >= 2, --chunk and --save-every >= 1")
+    if args.steps < 2 or args.chunk < 0 or args.save_every < 1:
+        raise SpeechfmError("--steps must be >= 2, --save-every >= 1 and --chunk >= 0")
     out = args.out or Path("reports/lur") / args.model.resolve().name
     cfg = LurRun(model_dir=args.model, data=args.data, out=out, layers=args.layers,
                  steps=args.steps, method=args.method, chunk=args.chunk, device=device,

@@ -19,6 +19,9 @@ from speechfm.errors import SpeechfmError
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 """Quadrature rules of the path integral (the names and rules of captum; captum's default first)."""
 
+CHUNK_MEMORY_BYTES = 2 * 1024**3
+"""Activation memory one chunk of interpolation steps may hold for the backward (auto chunk size)."""
+
 
 def quadrature(method: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(alphas, weights) of the interpolation path, as captum's IG uses them for `method`."""
@@ -96,16 +99,26 @@ def targets_of(predicted: torch.Tensor, blank: int) -> list[int]:
     return [t for t in torch.unique(predicted).tolist() if t != blank]
 
 
+def auto_chunk(top: LayerTop, layer: int, frames: int, steps: int, itemsize: int) -> int:
+    """Interpolation steps per forward so that the saved activations of the layers above `layer`
+    stay near CHUNK_MEMORY_BYTES (about 10 hidden-sized and 2 feed-forward-sized tensors a layer)."""
+    config = top.model.config
+    per_layer = frames * (10 * config.hidden_size + 2 * config.intermediate_size) * itemsize
+    per_step = max(1, len(top.layers) - 1 - layer) * per_layer
+    return max(1, min(steps, CHUNK_MEMORY_BYTES // per_step))
+
+
 def layer_attributions(
     top: LayerTop, layer: int, act: torch.Tensor, baseline: torch.Tensor, targets: list[int],
-    alphas: torch.Tensor, weights: torch.Tensor, chunk: int = 64,
+    alphas: torch.Tensor, weights: torch.Tensor, chunk: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """IG attributions [K, T, H] of layer `layer`'s output for each target's logit summed over
     frames, and each target's score at the baseline [K] (for the completeness check).
 
     The path `baseline + alpha * (act - baseline)` is evaluated `chunk` steps per forward; each
-    forward serves all K targets through one backward per target."""
+    forward serves all K targets through one backward per target (0: chunk from the memory budget)."""
     dtype = act.dtype
+    chunk = chunk or auto_chunk(top, layer, act.shape[0], len(alphas), act.element_size())
     delta = act - baseline
     index = torch.tensor(targets, device=act.device)
     grads = torch.zeros((len(targets),) + act.shape, dtype=torch.float64, device=act.device)

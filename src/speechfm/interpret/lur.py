@@ -92,7 +92,7 @@ def layer_utilization(state: LurState) -> list[float]:
 
 def accumulate_utterance(
     state: LurState, top: ig.LayerTop, model: torch.nn.Module, input_values: torch.Tensor,
-    alphas: torch.Tensor, weights: torch.Tensor, blank: int, chunk: int = 64,
+    alphas: torch.Tensor, weights: torch.Tensor, blank: int, chunk: int = 0,
     progress: Iterable | None = None,
 ) -> None:
     """Add one utterance's attributions to the running sums of every analysed layer."""
@@ -161,7 +161,7 @@ class LurRun:
     layers: str = "all"
     steps: int = 50
     method: str = "gausslegendre"
-    chunk: int = 64
+    chunk: int = 0  # interpolation steps per forward; 0: from ig.CHUNK_MEMORY_BYTES
     device: str = "cpu"
     dtype: str = "float32"
     save_every: int = 10
