@@ -4,8 +4,9 @@ The reference method is the recipe's: one captum `LayerIntegratedGradients` call
 layer and predicted character (the forward returns one scalar per batch item), every kept
 per-frame attribution held in memory until the end. Both run the whole LUR (every layer) of a
 tiny and a small (6-layer, 256-wide) random wav2vec2 CTC model on the same synthetic Finnish
-utterances. Each measurement runs in its own process, so its peak RSS is its own; the memory
-check runs each method on N/2 and N utterances.
+utterances. Each measurement runs in its own single-threaded process, so its peak RSS and its CPU time are its
+own (CPU time is the fair clock on a shared machine); the memory check runs each method on N/2
+and N utterances.
 
     /work/main/.venv/bin/python benchmarks/lur_speed.py [--utterances 20] [--steps 50]
 """
@@ -126,12 +127,13 @@ def worker(args: argparse.Namespace) -> None:
     import transformers
 
     transformers.logging.set_verbosity_error()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     if args.worker == "speechfm":
         result = run_speechfm(args.model, args.data, args.steps, args.limit, Path(args.out))
     else:
         result = run_reference(args.model, args.data, args.steps, args.limit)
     result["seconds"] = time.perf_counter() - start
+    result["cpu_seconds"] = time.process_time() - cpu_start
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -178,12 +180,15 @@ def main() -> None:
                     for k in (half, n)}
             ref = {k: measure("reference", model, tsv, args.steps, k, args.threads, tmp)
                    for k in sorted({max(1, n_ref // 2), n_ref})}
-            ref_full = ref[n_ref]["seconds"] * n / n_ref
+            ref_wall = ref[n_ref]["seconds"] * n / n_ref
+            ref_cpu = ref[n_ref]["cpu_seconds"] * n / n_ref
             scaled = "" if n_ref == n else f" (measured on {n_ref}, scaled to {n})"
             print(f"\n## {name} ({MODELS[name]['num_hidden_layers']} layers, "
                   f"{MODELS[name]['hidden_size']} wide)")
-            print(f"time, {n} utterances: speechfm {ours[n]['seconds']:.1f} s, reference "
-                  f"{ref_full:.1f} s{scaled}; speed-up {ref_full / ours[n]['seconds']:.1f}x")
+            print(f"CPU time, {n} utterances: speechfm {ours[n]['cpu_seconds']:.1f} s, reference "
+                  f"{ref_cpu:.1f} s{scaled}; speed-up {ref_cpu / ours[n]['cpu_seconds']:.1f}x")
+            print(f"wall time, {n} utterances: speechfm {ours[n]['seconds']:.1f} s, reference "
+                  f"{ref_wall:.1f} s{scaled}; speed-up {ref_wall / ours[n]['seconds']:.1f}x")
             for label, runs in (("speechfm", ours), ("reference", ref)):
                 lo, hi = min(runs), max(runs)
                 print(f"memory {label}: peak RSS {runs[lo]['peak_rss_mb']:.0f} MB at {lo} utt, "
