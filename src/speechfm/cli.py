@@ -23,6 +23,8 @@ COMMANDS: dict[str, str] = {
     "verify": "speechfm.prepare.verify_command",
     "pretrain": "speechfm.pretrain.command",
     "register": "speechfm.register.command",
+    "lur": "speechfm.interpret.command",
+    "lur-plot": "speechfm.interpret.plot_command",
 }
 
 log = logging.getLogger("speechfm")
