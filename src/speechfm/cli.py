@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "convert": "speechfm.prepare.convert_command",
     "prepare": "speechfm.prepare.command",
     "verify": "speechfm.prepare.verify_command",
+    "pretrain": "speechfm.pretrain.command",
+    "register": "speechfm.register.command",
 }
 
 log = logging.getLogger("speechfm")
