@@ -274,3 +274,13 @@ def test_size_cap_splits_a_unit_into_several_shards(prepared: Path, small_demo: 
     after = manifest_bodies(tmp_path / "out")
     assert len(after["train.tsv"]) + len(after["valid.tsv"]) == summary["segments"] == (
         len(before["train.tsv"]) + len(before["valid.tsv"]))
+
+
+def test_fairseq_reads_the_manifests(prepared: Path) -> None:
+    from fairseq.data import FileAudioDataset
+
+    _, rows = read_manifest(prepared / "manifests" / "valid.tsv")
+    dataset = FileAudioDataset(str(prepared / "manifests" / "valid.tsv"), sample_rate=SAMPLE_RATE)
+    assert len(dataset) == len(rows)
+    for i, (_, _, _, frames) in enumerate(rows):
+        assert dataset[i]["source"].shape == (frames,)
