@@ -255,3 +255,32 @@ def test_sigkill_then_rerun_equals_uninterrupted(prepared: Path, small_demo: Pat
         assert len(names) == len(set(names)), f"duplicate members in {shard}"
         assert shard.read_bytes() == (clean / shard.relative_to(out)).read_bytes()
     assert run_speechfm("verify", out).returncode == 0
+
+
+def test_size_cap_splits_a_unit_into_several_shards(prepared: Path, small_demo: Path,
+                                                   tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    shutil.copytree(small_demo / "archive", archive)
+    config = PrepareConfig(unit="year", shard_max_bytes=150_000)
+    summary = prepare(archive, tmp_path / "out", config)
+    shards = sorted((tmp_path / "out" / "shards").rglob("*.tar"))
+    assert any(s.name == "2021_1.tar" for s in shards) and len(shards) > 4
+    assert all(s.stat().st_size <= 150_000 + 512 * 1024 for s in shards)  # one member may overflow
+    from speechfm.prepare.verify import verify
+
+    checked, problems = verify(tmp_path / "out")
+    assert problems == [] and checked == summary["segments"] + summary["manifests"]["valid"]
+    before = manifest_bodies(prepared)  # as many segments as the month units, in other shards
+    after = manifest_bodies(tmp_path / "out")
+    assert len(after["train.tsv"]) + len(after["valid.tsv"]) == summary["segments"] == (
+        len(before["train.tsv"]) + len(before["valid.tsv"]))
+
+
+def test_fairseq_reads_the_manifests(prepared: Path) -> None:
+    from fairseq.data import FileAudioDataset
+
+    _, rows = read_manifest(prepared / "manifests" / "valid.tsv")
+    dataset = FileAudioDataset(str(prepared / "manifests" / "valid.tsv"), sample_rate=SAMPLE_RATE)
+    assert len(dataset) == len(rows)
+    for i, (_, _, _, frames) in enumerate(rows):
+        assert dataset[i]["source"].shape == (frames,)
