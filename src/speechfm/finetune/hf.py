@@ -134,7 +134,7 @@ def train(data: Path, out: Path, preset: dict[str, Any], init: Path | None = Non
     train_set = CTCDataset(load_split(data, "train"), processor)
     valid_set = CTCDataset(load_split(data, "valid"), processor)
     args = TrainingArguments(
-        output_dir=str(out / CHECKPOINT_DIR), report_to=[], logging_dir=None,
+        output_dir=str(out / CHECKPOINT_DIR), report_to=[],
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
         metric_for_best_model="wer", greater_is_better=False, save_total_limit=2,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
