@@ -110,3 +110,30 @@ def test_evaluate_writes_hypotheses_metrics_and_mlflow(small_demo: Path, tiny_ct
     bad = run_speechfm("evaluate", "--model", tmp_path, "--test", test_tsv, "--out", out,
                        "--tracking-uri", f"sqlite:///{db}")
     assert bad.returncode == 2 and "no config.json" in bad.stderr
+
+
+@pytest.mark.slow
+def test_fairseq_backend_ends_in_the_same_artifact(small_demo: Path, tmp_path: Path) -> None:
+    import torch
+    from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+
+    db, out = tmp_path / "ml.db", tmp_path / "fs"
+    done = run_speechfm("finetune", "--backend", "fairseq", "--labeled", small_demo / "labeled",
+                        "--out", out, "--tracking-uri", f"sqlite:///{db}",
+                        "--set", "optimization.max_update=4",
+                        "--set", "checkpoint.save_interval_updates=2",
+                        "--set", "dataset.validate_interval_updates=2")
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = torch.load(out / "fairseq" / "checkpoint_best.pt", weights_only=False)
+    assert state["cfg"]["criterion"]["zero_infinity"] is True
+    assert state["cfg"]["checkpoint"]["best_checkpoint_metric"] == "wer"
+    model = Wav2Vec2ForCTC.from_pretrained(str(out / "model")).eval()
+    processor = Wav2Vec2Processor.from_pretrained(str(out / "model"))
+    # the exported output layer is fairseq's dictionary: <s>(blank) <pad> </s> <unk> | letters
+    assert model.config.vocab_size == len(processor.tokenizer) == 4 + 30
+    assert processor.tokenizer.convert_ids_to_tokens(4) == "|"
+    with torch.no_grad():
+        logits = model(torch.zeros(1, 16000)).logits
+    assert isinstance(processor.batch_decode(logits.argmax(-1))[0], str)
+    (run,) = _mlflow_runs(db, "finetune")
+    assert run.data.params["backend"] == "fairseq"

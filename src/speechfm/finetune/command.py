@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="drop letters like é instead of folding them to e")
     p.add_argument("--no-resume", action="store_true",
                    help="start over instead of resuming from the last checkpoint in --out")
+    p.add_argument("--site", default="local",
+                   help="fairseq backend: where ranks run, a site of pipelines/sites (local, "
+                        "local-slurm, lumi); Slurm sites submit the job")
     p.add_argument("--experiment", default="finetune", help="MLflow experiment name")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
 
@@ -106,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
         with _tracking(args, params):
             model_dir = fairseq_backend.train(data_dir, args.out, preset, init, overrides,
-                                              nproc=args.nproc, resume=not args.no_resume)
+                                              nproc=args.nproc, resume=not args.no_resume,
+                                              site=args.site, tracking_uri=args.tracking_uri)
     if not worker or os.environ.get("RANK", "0") == "0":
         log.info("fine-tuned CTC model: %s", model_dir)
         print(model_dir)
