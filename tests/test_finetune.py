@@ -74,7 +74,7 @@ def test_transformers_backend_with_two_torchrun_processes(small_demo: Path,
                                                           tmp_path: Path) -> None:
     out = tmp_path / "ft2"
     done = run_speechfm("finetune", "--labeled", small_demo / "labeled", "--out", out,
-                        "--nproc", "2", "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}",
+                        "--processes", "2", "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}",
                         "--set", "num_train_epochs=1", "--set", "per_device_train_batch_size=2")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "launching 2 workers" in done.stderr

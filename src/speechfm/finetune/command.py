@@ -30,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a backend setting of the preset (repeatable), e.g. "
                         "--set num_train_epochs=5 or, for fairseq, --set optimization.max_update=50")
-    p.add_argument("--nproc", type=int, default=1,
+    p.add_argument("--processes", type=int, default=1,
                    help="training processes on this node (torchrun for transformers)")
     p.add_argument("--alphabet", help="letters kept by normalisation (default: Finnish a-z å ä ö)")
     p.add_argument("--keep", default="", help="extra characters kept, e.g. digits \"0123456789\"")
@@ -93,11 +93,11 @@ def run(args: argparse.Namespace) -> int:
     data_dir = args.out / "data"
     if not worker:
         prepare_data(args)
-    if args.backend == "transformers" and args.nproc > 1 and not worker:
+    if args.backend == "transformers" and args.processes > 1 and not worker:
         return _torchrun(args)
     init = _transformers_init(args.init, args.out) if args.backend == "transformers" else args.init
     params = {"backend": args.backend, "preset": preset, "init": str(args.init),
-              "overrides": overrides, "nproc": args.nproc, "data": str(data_dir)}
+              "overrides": overrides, "nproc": args.processes, "data": str(data_dir)}
     if args.backend == "transformers":
         from speechfm.finetune import hf
 
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
         with _tracking(args, params):
             model_dir = fairseq_backend.train(data_dir, args.out, preset, init, overrides,
-                                              nproc=args.nproc, resume=not args.no_resume,
+                                              nproc=args.processes, resume=not args.no_resume,
                                               site=args.site, tracking_uri=args.tracking_uri)
     if not worker or os.environ.get("RANK", "0") == "0":
         log.info("fine-tuned CTC model: %s", model_dir)
@@ -144,11 +144,11 @@ def _transformers_init(init: Path | None, out: Path) -> Path | None:
 
 
 def _torchrun(args: argparse.Namespace) -> int:
-    """Re-run this command in `--nproc` processes with torchrun (gloo on CPU, nccl on GPUs)."""
+    """Re-run this command in `--processes` processes with torchrun (gloo on CPU, nccl on GPUs)."""
     if args.init is not None and not args.init.is_dir():
         _transformers_init(args.init, args.out)  # export once, before the workers start
     # Workers see LOCAL_RANK and so neither prepare data again nor launch workers themselves.
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-           f"--nproc_per_node={args.nproc}", "-m", "speechfm", *sys.argv[1:]]
-    log.info("launching %d workers: %s", args.nproc, " ".join(cmd))
+           f"--nproc_per_node={args.processes}", "-m", "speechfm", *sys.argv[1:]]
+    log.info("launching %d workers: %s", args.processes, " ".join(cmd))
     return subprocess.call(cmd)

@@ -139,6 +139,8 @@ def train(data: Path, out: Path, preset: dict[str, Any], init: Path | None = Non
         metric_for_best_model="wer", greater_is_better=False, save_total_limit=2,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=None,
+        # DDP must look for skipped layers only when layerdrop can skip them
+        ddp_find_unused_parameters=model.config.layerdrop > 0,
         **settings)
 
     def metrics(pred) -> dict[str, float]:
