@@ -137,3 +137,28 @@ def test_fairseq_backend_ends_in_the_same_artifact(small_demo: Path, tmp_path: P
     assert isinstance(processor.batch_decode(logits.argmax(-1))[0], str)
     (run,) = _mlflow_runs(db, "finetune")
     assert run.data.params["backend"] == "fairseq"
+
+
+@pytest.mark.slow
+def test_transformers_backend_from_a_fairseq_pretraining_checkpoint(small_demo: Path,
+                                                                    tmp_path: Path) -> None:
+    """--init with a fairseq checkpoint: exported first, then fine-tuned with a frozen encoder."""
+    import torch
+    from transformers import Wav2Vec2ForCTC
+
+    from tests.test_export import TINY, _pretrained, _save
+
+    fs_model, cfg = _pretrained(TINY)
+    ckpt = _save(tmp_path / "checkpoint_best.pt", cfg, fs_model)
+    out = tmp_path / "ft"
+    done = run_speechfm("finetune", "--labeled", small_demo / "labeled", "--out", out,
+                        "--init", ckpt, "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}",
+                        "--set", "num_train_epochs=1", "--set", "freeze_feature_encoder=true")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (out / "init" / "config.json").exists()
+    model = Wav2Vec2ForCTC.from_pretrained(str(out / "model"))
+    conv0 = model.wav2vec2.feature_extractor.conv_layers[0].conv.weight
+    assert torch.equal(conv0, fs_model.feature_extractor.conv_layers[0][0].weight)  # frozen
+    layer = model.wav2vec2.encoder.layers[0].attention.q_proj.weight
+    assert not torch.equal(layer, fs_model.encoder.layers[0].self_attn.q_proj.weight)  # trained
+    assert model.config.hidden_size == TINY["encoder_embed_dim"]

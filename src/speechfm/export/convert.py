@@ -34,7 +34,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise SpeechfmError("checkpoint not found", path=path)
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is the same user problem
+    except Exception as exc:
         raise SpeechfmError(f"cannot read fairseq checkpoint: {exc}", path=path) from exc
     if not isinstance(state, dict) or "model" not in state:
         raise SpeechfmError("not a fairseq checkpoint (no 'model' weights)", path=path)
@@ -60,7 +60,7 @@ def hf_config(model_cfg: dict[str, Any], **extra: Any):  # -> Wav2Vec2Config
     from transformers import Wav2Vec2Config
 
     # fairseq stores the conv stack as a Python expression, e.g. "[(512, 10, 5)] + [(512, 3, 2)] * 4"
-    layers = eval(model_cfg["conv_feature_layers"], {"__builtins__": {}})  # noqa: S307
+    layers = eval(model_cfg["conv_feature_layers"], {"__builtins__": {}})
     if not model_cfg.get("quantize_targets", False) or model_cfg.get("quantize_input", False):
         raise SpeechfmError("only quantize_targets=true, quantize_input=false models (the wav2vec "
                             "2.0 recipe) have a transformers equivalent")

@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import soundfile as sf
 import torch
-from transformers import (Trainer, TrainerCallback, TrainingArguments, Wav2Vec2Config,
-                          Wav2Vec2ForCTC)
+from transformers import Trainer, TrainerCallback, TrainingArguments, Wav2Vec2Config, Wav2Vec2ForCTC
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from speechfm.finetune.data import VOCAB_JSON, Utterance, load_split
 from speechfm.evaluate.scoring import error_rates
+from speechfm.finetune.data import VOCAB_JSON, Utterance, load_split
 from speechfm.text import make_processor
 
 log = logging.getLogger(__name__)
@@ -173,7 +171,3 @@ def _last_checkpoint(folder: Path) -> Path | None:
 
     return Path(found) if folder.is_dir() and (found := get_last_checkpoint(str(folder))) else None
 
-
-def is_distributed_child() -> bool:
-    """True inside a torchrun worker (rank set by the launcher)."""
-    return "LOCAL_RANK" in os.environ
