@@ -22,9 +22,12 @@ COMMANDS: dict[str, str] = {
     "prepare": "speechfm.prepare.command",
     "verify": "speechfm.prepare.verify_command",
     "pretrain": "speechfm.pretrain.command",
-    "register": "speechfm.register.command",
+    "export": "speechfm.export.command",
+    "finetune": "speechfm.finetune.command",
+    "evaluate": "speechfm.evaluate.command",
     "lur": "speechfm.interpret.command",
     "lur-plot": "speechfm.interpret.plot_command",
+    "register": "speechfm.register.command",
 }
 
 log = logging.getLogger("speechfm")

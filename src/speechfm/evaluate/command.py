@@ -1,0 +1,61 @@
+"""CLI verb `speechfm evaluate`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+HELP = "Transcribe test sets with a CTC model (greedy) and score WER/CER."
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True,
+                   help="transformers CTC model folder (finetune's model/ or an export)")
+    p.add_argument("--test", action="append", required=True, metavar="[NAME=]PATH",
+                   help="test set: a table (path, text) or a folder of audio + .txt; repeatable")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for hyp_<name>.tsv and metrics.json")
+    p.add_argument("--alphabet", help="letters kept by normalisation (default: Finnish)")
+    p.add_argument("--keep", default="", help="extra characters kept in references")
+    p.add_argument("--experiment", default="evaluate", help="MLflow experiment name")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+
+
+def test_sets(items: list[str]) -> dict[str, Path]:
+    """`NAME=PATH` or `PATH` (named after the file/folder stem) -> {name: path}."""
+    from speechfm.errors import SpeechfmError
+
+    sets: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        source = Path(path) if sep else Path(item)
+        key = name if sep else source.stem
+        if key in sets:
+            raise SpeechfmError(f"two test sets named '{key}'", hint="name them NAME=PATH")
+        sets[key] = source
+    return sets
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    import mlflow
+
+    from speechfm.evaluate.decode import evaluate
+    from speechfm.text import FINNISH_ALPHABET, TextConfig
+    from speechfm.tracking import start_run
+
+    sets = test_sets(args.test)
+    config = TextConfig(alphabet=args.alphabet or FINNISH_ALPHABET, extra=args.keep)
+    params = {"model": str(args.model.resolve()), "sets": {k: str(v) for k, v in sets.items()}}
+    with start_run(args.experiment, run_name=args.model.parent.name or args.model.name,
+                   params=params, tags={"stage": "evaluate"}, uri=args.tracking_uri):
+        results = evaluate(args.model, sets, args.out, config)
+        for name, scores in results.items():
+            mlflow.log_metrics({f"{name}/{k}": float(v) for k, v in scores.items()})
+        mlflow.log_artifacts(str(args.out), artifact_path="evaluation")
+    print(json.dumps(results, indent=1))
+    return 0
