@@ -9,12 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from tqdm import tqdm
-
 from speechfm.errors import SpeechfmError
-from speechfm.synth.archive import channels_for, plan_hours, write_hour
-from speechfm.synth.labeled import SPLITS, write_tsv, write_utterance
-from speechfm.synth.text import split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +34,14 @@ def synthesize(out: Path, config: SynthConfig, jobs: int = 2) -> dict:
     Re-running with the same config keeps what is already complete; a different config into the
     same folder is refused rather than mixed.
     """
+    # imported here: scipy and soundfile would slow every `speechfm` start (the CLI imports
+    # this package for `synth --help`)
+    from tqdm import tqdm
+
+    from speechfm.synth.archive import channels_for, plan_hours, write_hour
+    from speechfm.synth.labeled import SPLITS, write_tsv, write_utterance
+    from speechfm.synth.text import split_sentences
+
     out.mkdir(parents=True, exist_ok=True)
     stamp = out / "synth.json"
     wanted = asdict(config)
