@@ -1,14 +1,18 @@
 # The two commands of the README: `make demo` (set up, then the main job) and `make test`.
 PY := .venv/bin/python
-DEMO := data/demo
 
 .PHONY: setup demo test lint
 
 setup:
 	bash scripts/setup.sh
 
+# The main job: the whole recipe on the built-in demo archive through DVC (dvc.yaml, params.yaml).
 demo: setup
-	.venv/bin/speechfm synth --out $(DEMO)
+	PATH="$(CURDIR)/.venv/bin:$$PATH" dvc repro
+	@echo
+	@echo "Done. Metrics: .venv/bin/dvc metrics show    Plots: .venv/bin/dvc plots show"
+	@echo "Serve the model:  .venv/bin/speechfm serve --mlflow-uri sqlite:///$(CURDIR)/mlflow.db --reports reports/lur"
+	@echo "MLflow UI:        .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
 
 test: setup
 	$(PY) -m pytest -q

@@ -73,7 +73,7 @@ def test_full_pipeline_leaves_a_served_ready_model(project: Path) -> None:
 
     metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
     assert 0 <= metrics["demo-test"]["cer"] <= 1.5
-    lur = json.loads((project / "reports/lur/lur.json").read_text())
+    lur = json.loads((project / "reports/lur/demo/lur.json").read_text())
     assert len(lur["lur"]) == len(lur["layers"]) > 0
     reg = json.loads((project / "reports/register.json").read_text())
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")

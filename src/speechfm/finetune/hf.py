@@ -19,6 +19,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, Wav2Vec2Config, Wav2Vec2ForCTC
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from speechfm.curves import trainer_curve, write_curve
 from speechfm.evaluate.scoring import error_rates
 from speechfm.finetune.data import VOCAB_JSON, Utterance, load_split
 from speechfm.text import make_processor
@@ -161,6 +162,7 @@ def train(data: Path, out: Path, preset: dict[str, Any], init: Path | None = Non
     if trainer.is_world_process_zero():
         trainer.save_model(str(model_dir))
         processor.save_pretrained(str(model_dir))
+        write_curve(trainer_curve(trainer.state.log_history), out)
         log.info("best model (valid WER %.4f) saved to %s", trainer.state.best_metric or math.nan,
                  model_dir)
     return model_dir

@@ -274,10 +274,12 @@ def build_report(state: LurState, cfg: LurRun, processor, num_layers: int, total
 
 
 def write_report(report: dict, out: Path) -> None:
-    """`lur.json`, `lur.svg` and `lur.png` in `out` (written atomically)."""
+    """`lur.json`, `lur.svg`, `lur.png` and `lur.tsv` (per-layer rows) in `out`."""
     from speechfm.interpret.plot import plot_reports
 
     tmp = out / "lur.json.part"
     tmp.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(tmp, out / "lur.json")
+    rows = "".join(f"{layer}\t{value}\n" for layer, value in zip(report["layers"], report["lur"]))
+    (out / "lur.tsv").write_text("layer\tlur\n" + rows, encoding="utf-8")  # for `dvc plots`
     plot_reports([report], out / "lur")

@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             return 0
         job_id, status = submit(job, site, wait=args.wait)
         print(job_id)
+        if args.wait and status == 0:
+            _write_curve(save_dir)
         return status
     if args.dry_run:
         log.info("dry run: start the job with python -m speechfm.launch.worker %s", job.job_path)
@@ -80,7 +82,17 @@ def run(args: argparse.Namespace) -> int:
     if status == 0 and job.stopped_path.exists():
         log.warning("stopped early (%s); run the same command again to resume",
                     job.stopped_path.read_text().strip())
+    if status == 0:
+        _write_curve(save_dir)
     return status
+
+
+def _write_curve(save_dir: Path) -> None:
+    """`curve.tsv` and `metrics.json` beside the checkpoints, for `dvc plots` / `dvc metrics`."""
+    from speechfm.curves import fairseq_curve, write_curve
+
+    if (save_dir / "train.log").exists():
+        write_curve(fairseq_curve(save_dir / "train.log"), save_dir)
 
 
 def _no_gpu(slurm_site: dict | None) -> bool:
