@@ -18,6 +18,7 @@ from speechfm.errors import SpeechfmError
 # verb -> module; the order is the order of the recipe and of `speechfm --help`.
 COMMANDS: dict[str, str] = {
     "synth": "speechfm.synth.command",
+    "serve": "speechfm.serve.command",
 }
 
 log = logging.getLogger("speechfm")
