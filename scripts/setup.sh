@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(ffmpeg espeak-ng sox libsndfile1 flac munge slurmctld slurmd slurm-client chromium)
+# Knobs for the container images (containers/*.def), which install the project the same way:
+#   SPEECHFM_SYSTEM_PACKAGES  space-separated Debian packages instead of the full list below
+#   SPEECHFM_TORCH_INDEX      extra package index for torch (ROCm or CUDA builds of torch==2.13.0)
+read -r -a SYSTEM_PACKAGES <<< "${SPEECHFM_SYSTEM_PACKAGES:-ffmpeg espeak-ng sox libsndfile1 flac munge slurmctld slurmd slurm-client chromium}"
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
@@ -19,7 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-stamp=".venv/.setup-$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -c1-16)"
+stamp=".venv/.setup-$( (cat pyproject.toml constraints.txt scripts/setup.sh; echo "${SPEECHFM_TORCH_INDEX:-}") | sha256sum | cut -c1-16)"
 if [ -f "$stamp" ]; then
     exit 0
 fi
@@ -31,7 +34,11 @@ pip() {  # quiet pip that always honours the constraints; drops the noise of mis
     return "${PIPESTATUS[0]}"
 }
 # 1. torch first, the CPU build from the local wheel; constraints keep it from ever being replaced.
-pip torch==2.13.0
+if [ -n "${SPEECHFM_TORCH_INDEX:-}" ]; then
+    pip --extra-index-url "$SPEECHFM_TORCH_INDEX" torch==2.13.0
+else
+    pip torch==2.13.0
+fi
 # 2. fairseq-fixed compiles against the installed torch: no build isolation, or pip fetches another torch.
 pip --no-build-isolation numpy cython wheel "setuptools<81"
 if ! .venv/bin/python -c "import fairseq" 2>/dev/null; then

@@ -73,3 +73,17 @@ def tiny_ctc_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     Wav2Vec2ForCTC(config).save_pretrained(out)
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A real single-node Slurm (munged + slurmctld + slurmd) for the session; stopped by PID.
+
+    Client commands must run with `slurm_cluster.env` (it sets $SLURM_CONF)."""
+    from tests.slurm import SlurmCluster
+
+    cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
