@@ -115,7 +115,7 @@ class UploadLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             return await JSONResponse(error.body(), 413)(scope, receive, send)
         seen = 0
-        started = False
+        replaced = False  # once over the limit, whatever the app answers becomes the 413
 
         async def counting_receive() -> dict:
             nonlocal seen
@@ -125,15 +125,18 @@ class UploadLimit:
                 raise error
             return message
 
-        async def tracking_send(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        async def guarded_send(message: dict) -> None:
+            nonlocal replaced
+            if seen <= self.max_bytes:
+                await send(message)
+            elif message["type"] == "http.response.start" and not replaced:
+                replaced = True
+                await JSONResponse(error.body(), 413)(scope, receive, send)
 
         try:
-            await self.app(scope, counting_receive, tracking_send)
+            await self.app(scope, counting_receive, guarded_send)
         except LimitExceeded:
-            if not started:
+            if not replaced:
                 await JSONResponse(error.body(), 413)(scope, receive, send)
 
 
@@ -180,14 +183,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def model_for(name: str):  # noqa: ANN202
         return await asyncio.get_running_loop().run_in_executor(None, registry.get, name)
 
-    async def decoded(upload: UploadFile, max_seconds: float) -> np.ndarray:
+    async def decoded(upload: UploadFile, max_seconds: float, limit: str) -> np.ndarray:
         """Spool the upload to a temp file and decode it with ffmpeg, off the event loop."""
         def work() -> np.ndarray:
             with tempfile.NamedTemporaryFile(prefix="speechfm-upload-") as tmp:
                 upload.file.seek(0)
                 shutil.copyfileobj(upload.file, tmp)
                 tmp.flush()
-                return audio_io.decode(Path(tmp.name), max_seconds)
+                return audio_io.decode(Path(tmp.name), max_seconds, limit)
         return await asyncio.get_running_loop().run_in_executor(None, work)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -220,7 +223,7 @@ def create_app(settings: Settings) -> FastAPI:
         """Transcribe an upload: decoded to 16 kHz mono, long audio split by VAD into <= 30 s
         chunks, chunks batched with other requests to the same model."""
         model = await model_for(name)
-        audio = await decoded(file, settings.max_audio_seconds)
+        audio = await decoded(file, settings.max_audio_seconds, "max_audio_seconds")
         spans = audio_io.split_speech(audio)
         batcher = batchers.get(name)
         if batcher is None:
@@ -241,7 +244,8 @@ def create_app(settings: Settings) -> FastAPI:
         """Start an attribution job for one clip: per-layer IG summary and per-layer LUR.
         Poll `GET /v1/jobs/{id}` for the result."""
         model = await model_for(name)
-        audio = await decoded(file, settings.max_attribution_seconds)
+        audio = await decoded(file, settings.max_attribution_seconds,
+                              "max_attribution_seconds")
         return jobs.submit(model, audio, steps).public()
 
     @app.get(f"{API_PREFIX}/jobs/{{job_id}}", response_model=JobOut, tags=["attribution"],

@@ -28,7 +28,7 @@ VAD_MIN_SPEECH_S = 0.2
 VAD_PAD_S = 0.1
 
 
-def decode(path: Path, max_seconds: float) -> np.ndarray:
+def decode(path: Path, max_seconds: float, limit: str = "max_audio_seconds") -> np.ndarray:
     """Decode any audio ffmpeg reads to 16 kHz mono float32; 422 if it is not audio, 413 if longer
     than `max_seconds` (decoding stops just past the limit, so long files cost little)."""
     if path.stat().st_size == 0:
@@ -49,7 +49,7 @@ def decode(path: Path, max_seconds: float) -> np.ndarray:
     if pcm.size == 0:
         raise ApiError(422, "no_audio", "the upload holds no decodable audio samples")
     if pcm.size > max_seconds * SAMPLE_RATE:
-        raise LimitExceeded("max_audio_seconds", max_seconds,
+        raise LimitExceeded(limit, max_seconds,
                             f"audio longer than the limit of {max_seconds:g} s")
     return pcm.astype(np.float32) / 32768.0
 

@@ -81,7 +81,7 @@ class Registry:
             for rm in client.search_registered_models():
                 versions = sorted(rm.latest_versions or [], key=lambda v: int(v.version))
                 if NAME_RE.match(rm.name) and versions:
-                    out.append(ModelEntry(rm.name, "mlflow", version=versions[-1].version))
+                    out.append(ModelEntry(rm.name, "mlflow", version=str(versions[-1].version)))
             return out
         except Exception as exc:  # noqa: BLE001 - a broken store must not take the service down
             log.warning("cannot list MLflow registered models at %s: %s", uri, exc)
