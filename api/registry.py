@@ -57,8 +57,9 @@ class Registry:
     def entries(self, refresh: bool = False) -> dict[str, ModelEntry]:
         """Name -> entry; folders win over MLflow names; cached for a few seconds."""
         if refresh or time.monotonic() - self._listed_at > LISTING_TTL_S:
-            listing = {e.name: e for e in self._mlflow_entries()}
-            listing.update({e.name: e for e in self._dir_entries()})
+            listing = {e.name: e for e in self._dir_entries()}
+            for entry in self._mlflow_entries():
+                listing.setdefault(entry.name, entry)
             self._listing, self._listed_at = listing, time.monotonic()
         return self._listing
 

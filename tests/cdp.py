@@ -50,7 +50,7 @@ class Chromium:
                 time.sleep(0.2)
             self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"],
                                                   timeout=self.timeout, suppress_origin=True)
-            self.wait_for("document.readyState === 'complete'")
+            self.wait_for("location.href !== 'about:blank' && document.readyState === 'complete'")
         except BaseException:
             self.__exit__()
             raise
@@ -84,8 +84,14 @@ class Chromium:
         return result["result"].get("value")
 
     def wait_for(self, expression: str) -> None:
+        """Poll `expression` until it is truthy (errors while the page loads count as false)."""
         deadline = time.monotonic() + self.timeout
-        while not self.evaluate(expression):
+        while True:
+            try:
+                if self.evaluate(expression):
+                    return
+            except RuntimeError:
+                pass
             assert time.monotonic() < deadline, f"timed out waiting for {expression}"
             time.sleep(0.2)
 
