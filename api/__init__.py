@@ -8,7 +8,7 @@ from api.settings import Settings
 __all__ = ["Settings", "create_app"]
 
 
-def create_app(settings: Settings):  # noqa: ANN201 - FastAPI is imported lazily
+def create_app(settings: Settings):
     """Build the FastAPI app for `settings` (imported here so `import api` stays light)."""
     from api.app import create_app as _create
 

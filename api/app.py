@@ -7,13 +7,15 @@ import logging
 import secrets
 import shutil
 import tempfile
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, FastAPI, File, Form, Path as PathParam, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
@@ -23,7 +25,7 @@ from api import audio as audio_io
 from api.attribution import DEFAULT_STEPS, MAX_STEPS, Jobs
 from api.batcher import MicroBatcher
 from api.errors import ApiError, LimitExceeded
-from api.registry import Registry
+from api.registry import LoadedModel, Registry
 from api.reports import PLOTS, list_reports, load, page, report_dir
 from api.settings import API_PREFIX, NAME_PATTERN, Settings
 
@@ -32,6 +34,8 @@ STATIC = Path(__file__).parent / "static"
 
 Name = Annotated[str, PathParam(pattern=NAME_PATTERN, max_length=100)]
 JobId = Annotated[str, PathParam(pattern=r"^[0-9a-f]{32}$")]
+BEARER = HTTPBearer(auto_error=False, description="token from the service configuration")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
 
 
 class ErrorBody(BaseModel):
@@ -48,6 +52,8 @@ class Ready(BaseModel):
     ready: bool
     models: int
     loaded: list[str]
+    batching: dict[str, dict[str, int]] = Field(
+        description="per model: forward passes run and clips transcribed since start-up")
 
 
 class ModelInfo(BaseModel):
@@ -87,6 +93,7 @@ class JobOut(BaseModel):
 class ReportSummary(BaseModel):
     name: str
     model: str
+    layers: list[int]
     lur_percent: list[float]
     links: dict[str, str]
 
@@ -166,21 +173,20 @@ def create_app(settings: Settings) -> FastAPI:
                   "for wav2vec 2.0 CTC models from the speechfm registry.")
     app.add_middleware(UploadLimit, max_bytes=settings.max_upload_bytes)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    bearer = HTTPBearer(auto_error=False, description="token from the service configuration")
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return JSONResponse(exc.body(), exc.status, headers=headers)
 
-    def authorized(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    def authorized(creds: Credentials) -> None:
         if not settings.token:
             raise ApiError(403, "disabled", "no token is configured; this endpoint is disabled")
         if creds is None or not secrets.compare_digest(creds.credentials.encode(),
                                                        settings.token.encode()):
             raise ApiError(401, "unauthorized", "a valid bearer token is required")
 
-    async def model_for(name: str):  # noqa: ANN202
+    async def model_for(name: str) -> LoadedModel:
         return await asyncio.get_running_loop().run_in_executor(None, registry.get, name)
 
     async def decoded(upload: UploadFile, max_seconds: float, limit: str) -> np.ndarray:
@@ -207,7 +213,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def ready() -> JSONResponse:
         """Readiness: started, preloaded models loaded."""
         models = await asyncio.get_running_loop().run_in_executor(None, registry.entries)
-        body = {"ready": state["ready"], "models": len(models), "loaded": registry.loaded()}
+        body = {"ready": state["ready"], "models": len(models), "loaded": registry.loaded(),
+                "batching": {name: {"batches": b.batches, "clips": b.clips}
+                             for name, b in batchers.items()}}
         return JSONResponse(body, 200 if state["ready"] else 503)
 
     @app.get(f"{API_PREFIX}/models", response_model=ModelList, tags=["models"])
@@ -280,7 +288,7 @@ def create_app(settings: Settings) -> FastAPI:
         path = report_dir(settings.reports_dir, name)
         return HTMLResponse(page(name, load(path), (path / PLOTS["svg"][0]).is_file()))
 
-    def plot_route(filename: str, media: str):  # noqa: ANN202
+    def plot_route(filename: str, media: str) -> Callable[[str], FileResponse]:
         def plot(name: Name) -> FileResponse:
             path = report_dir(settings.reports_dir, name) / filename
             if not path.is_file():

@@ -10,9 +10,10 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,7 @@ class Jobs:
         try:
             job.result = attribute_clip(model, audio, steps, progress)
             job.status = "done"
-        except Exception as exc:  # noqa: BLE001 - reported through the job's status
+        except Exception as exc:
             log.exception("attribution job %s failed", job.id)
             job.error, job.status = f"{type(exc).__name__}: {exc}", "failed"
         job.finished = time.time()

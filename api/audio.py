@@ -39,7 +39,7 @@ def decode(path: Path, max_seconds: float, limit: str = "max_audio_seconds") -> 
         "-i", str(path), "-t", f"{max_seconds + 0.5:.3f}", "-vn", "-sn", "-dn",
         "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
     ]
-    proc = subprocess.run(cmd, capture_output=True, timeout=300)
+    proc = subprocess.run(cmd, capture_output=True, timeout=300, check=False)
     if proc.returncode != 0:
         reason = proc.stderr.decode("utf-8", "replace").replace(str(path), "upload")
         reason = reason.strip().splitlines()

@@ -67,7 +67,7 @@ class MicroBatcher:
             try:
                 texts = await loop.run_in_executor(
                     self.executor, self.model.transcribe, [clip for clip, _ in batch])
-            except Exception as exc:  # noqa: BLE001 - handed to every waiting request
+            except Exception as exc:
                 log.exception("batch of %d failed on model %s", len(batch), self.model.name)
                 texts = [exc] * len(batch)
             self.batches += 1

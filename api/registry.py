@@ -88,7 +88,7 @@ class Registry:
             log.warning("cannot list MLflow registered models at %s: %s", uri, exc)
             return []
 
-    def get(self, name: str) -> "LoadedModel":
+    def get(self, name: str) -> LoadedModel:
         """The loaded model called `name` (loading it on first use); 404 if it is not listed."""
         if not NAME_RE.match(name):
             raise ApiError(422, "bad_name", "invalid model name", name=name[:100])

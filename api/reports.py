@@ -47,18 +47,20 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def lur_curve(data: dict[str, Any]) -> list[float]:
-    """Per-layer LUR in percent, from `layers: [{lur_percent|lur: ...}]` or `lur: [...]`."""
-    layers = data.get("layers")
-    if isinstance(layers, list) and layers and isinstance(layers[0], dict):
-        key = "lur_percent" if "lur_percent" in layers[0] else "lur"
-        return [float(layer.get(key, 0.0)) for layer in layers]
+def lur_curve(data: dict[str, Any]) -> tuple[list[int], list[float]]:
+    """(layer numbers, LUR % per layer) from the `lur` stage's `layers` and `lur` fields."""
     lur = data.get("lur")
-    if isinstance(lur, list):
-        return [float(v) for v in lur]
-    if isinstance(lur, dict):
-        return [float(v) for _, v in sorted(lur.items(), key=lambda kv: int(kv[0]))]
-    return []
+    if not isinstance(lur, list):
+        return [], []
+    try:
+        values = [float(v) for v in lur]
+    except (TypeError, ValueError):
+        return [], []
+    layers = data.get("layers")
+    if not (isinstance(layers, list) and len(layers) == len(values)
+            and all(isinstance(x, int) for x in layers)):
+        layers = list(range(1, len(values) + 1))
+    return layers, values
 
 
 def _model_name(data: dict[str, Any]) -> str:
@@ -69,7 +71,8 @@ def _model_name(data: dict[str, Any]) -> str:
 
 
 def summary(name: str, data: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "model": _model_name(data), "lur_percent": lur_curve(data),
+    layers, values = lur_curve(data)
+    return {"name": name, "model": _model_name(data), "layers": layers, "lur_percent": values,
             "links": {"json": f"{API_PREFIX}/reports/{name}",
                       **{kind: f"{API_PREFIX}/reports/{name}/{file}"
                          for kind, (file, _) in PLOTS.items()},
@@ -80,7 +83,7 @@ def page(name: str, data: dict[str, Any], has_svg: bool) -> str:
     """A standalone HTML page for one report: the plot and a table of LUR per layer."""
     info = summary(name, data)
     rows = "\n".join(f"<tr><td>{i}</td><td>{v:.1f}</td></tr>"
-                     for i, v in enumerate(info["lur_percent"], start=1))
+                     for i, v in zip(info["layers"], info["lur_percent"]))
     plot = (f'<img src="{info["links"]["svg"]}" alt="LUR per layer" width="640">'
             if has_svg else "<p>(no plot in this report)</p>")
     e = html.escape

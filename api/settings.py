@@ -43,7 +43,7 @@ class Settings:
     preload: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "Settings":
+    def from_env(cls, **overrides: object) -> Settings:
         """Settings from SPEECHFM_SERVE_<FIELD> variables, then explicit overrides (not None)."""
         values: dict[str, object] = {}
         for f in fields(cls):

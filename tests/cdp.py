@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import websocket
@@ -29,7 +29,7 @@ class Chromium:
         self.url, self.profile, self.timeout = url, profile, timeout
         self._ids = itertools.count(1)
 
-    def __enter__(self) -> "Chromium":
+    def __enter__(self) -> Self:
         self.profile.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}",
                                       self.url], stdout=subprocess.DEVNULL,
