@@ -244,7 +244,8 @@ def create_app(settings: Settings) -> FastAPI:
                 "text": " ".join(t for t in texts if t), "chunks": chunks}
 
     @app.post(f"{API_PREFIX}/models/{{name}}/attributions", response_model=JobOut,
-              status_code=202, tags=["attribution"], responses={**ERRORS, **AUTH_ERRORS},
+              status_code=202, tags=["attribution"],
+              responses={**ERRORS, **AUTH_ERRORS, 409: {"model": ErrorBody}},
               dependencies=[Depends(authorized)])
     async def attribution(name: Name, file: Annotated[UploadFile, File()],
                           steps: Annotated[int, Form(ge=2, le=MAX_STEPS)] = DEFAULT_STEPS,
@@ -252,6 +253,9 @@ def create_app(settings: Settings) -> FastAPI:
         """Start an attribution job for one clip: per-layer IG summary and per-layer LUR.
         Poll `GET /v1/jobs/{id}` for the result."""
         model = await model_for(name)
+        if model.quantized:
+            raise ApiError(409, "quantized", "attribution needs float weights; this service "
+                           "runs the model in int8 (start it with --dtype float32)")
         audio = await decoded(file, settings.max_attribution_seconds,
                               "max_attribution_seconds")
         return jobs.submit(model, audio, steps).public()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,6 +139,12 @@ class LoadedModel:
         self.processor = Wav2Vec2Processor.from_pretrained(path, local_files_only=True)
         self.model = Wav2Vec2ForCTC.from_pretrained(path, use_safetensors=True,
                                                     local_files_only=True).eval()
+        self.quantized = dtype == "int8"
+        if self.quantized:  # dynamic int8 Linear layers: faster on CPUs without bf16 units
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.model = torch.ao.quantization.quantize_dynamic(
+                    self.model, {torch.nn.Linear}, dtype=torch.qint8)
         self._torch = torch
         log.info("loaded model '%s' from %s (%.1fM parameters, %s)", name, path,
                  sum(p.numel() for p in self.model.parameters()) / 1e6, dtype)

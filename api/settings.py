@@ -39,7 +39,8 @@ class Settings:
     max_jobs: int = 16
     """Attribution jobs kept (queued, running or finished); beyond it new ones get 503."""
     dtype: str = "float32"
-    """Inference precision: float32, or bfloat16 (CPU autocast, ~1.8x faster on CPUs with bf16)."""
+    """Inference precision: float32; bfloat16 (autocast; pays off only on CPUs with bf16 units);
+    int8 (dynamic quantization of Linear layers; transcription only, no attribution)."""
     preload: tuple[str, ...] = ()
 
     @classmethod

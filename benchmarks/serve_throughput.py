@@ -2,9 +2,9 @@
 
 A Base-size wav2vec2 CTC model (Wav2Vec2Config() defaults, ~95M parameters, random weights) is
 saved to a temporary registry. For 1, 4 and 8 concurrent clients we measure requests/s and
-p50/p95 latency of (a) the service over HTTP on 127.0.0.1 (micro-batched; float32 and bfloat16)
+p50/p95 latency of (a) the service over HTTP on 127.0.0.1 (micro-batched; float32 and dynamic int8)
 and (b) the baseline: `pipeline("automatic-speech-recognition")` called from as many threads.
-Usage: python benchmarks/serve_throughput.py [--requests 24] [--seconds 4]
+Usage: python benchmarks/serve_throughput.py [--requests 16] [--seconds 3]
 """
 
 from __future__ import annotations
@@ -125,8 +125,8 @@ def start_service(models: Path, dtype: str, workdir: Path) -> tuple[subprocess.P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=24, help="requests per measurement")
-    parser.add_argument("--seconds", type=float, default=4.0, help="mean clip length")
+    parser.add_argument("--requests", type=int, default=16, help="requests per measurement")
+    parser.add_argument("--seconds", type=float, default=3.0, help="mean clip length")
     args = parser.parse_args()
     import torch
     from transformers import pipeline
@@ -138,7 +138,7 @@ def main() -> None:
         asr = pipeline("automatic-speech-recognition", model=str(model_dir),
                        feature_extractor=str(model_dir), tokenizer=str(model_dir), device=-1)
         services = {dtype: start_service(tmp / "models", dtype, tmp)
-                    for dtype in ("float32", "bfloat16")}
+                    for dtype in ("float32", "int8")}
         local = threading.local()
 
         def via_http(base: str):

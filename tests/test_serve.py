@@ -375,3 +375,25 @@ def test_web_page_in_headless_chromium(service, clips, tmp_path) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         shot = page.screenshot(ARTIFACTS / "serve-page.png")
     assert shot.stat().st_size > 1000
+
+
+def test_int8_model_transcribes_close_to_float(tiny_ctc_model_dir) -> None:
+    """`--dtype int8` (dynamic quantization) keeps nearly every frame's prediction."""
+    import torch
+
+    from api.registry import LoadedModel
+
+    rng = np.random.default_rng(1)
+    clips = [0.3 * rng.standard_normal(n).astype(np.float32) for n in (16000, 24000)]
+    plain = LoadedModel("tiny", tiny_ctc_model_dir, "float32")
+    quantized = LoadedModel("tiny", tiny_ctc_model_dir, "int8")
+    assert quantized.quantized and not plain.quantized
+    assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear)
+               for m in quantized.model.modules())
+    texts = quantized.transcribe(clips)
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    with torch.inference_mode():
+        x = plain.processor.feature_extractor(clips[0], sampling_rate=16000,
+                                              return_tensors="pt").input_values
+        agree = (plain.model(x).logits.argmax(-1) == quantized.model(x).logits.argmax(-1))
+    assert agree.float().mean() > 0.9

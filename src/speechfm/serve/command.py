@@ -26,7 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="audio duration limit for transcription (default 600)")
     p.add_argument("--max-batch", type=int, help="clips per forward pass (default 8)")
     p.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill (default 10)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16"], help="inference precision")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "int8"],
+                   help="inference precision (int8: dynamic quantization, transcription only)")
 
 
 def run(args: argparse.Namespace) -> int:
