@@ -18,6 +18,10 @@ from speechfm.errors import SpeechfmError
 # verb -> module; the order is the order of the recipe and of `speechfm --help`.
 COMMANDS: dict[str, str] = {
     "synth": "speechfm.synth.command",
+    "convert": "speechfm.prepare.convert_command",
+    "prepare": "speechfm.prepare.command",
+    "verify": "speechfm.prepare.verify_command",
+    "pretrain": "speechfm.pretrain.command",
     "serve": "speechfm.serve.command",
 }
 

@@ -39,7 +39,7 @@ class Segment:
         return f"{self.shard}:{self.offset}:{self.size}"
 
     def manifest_line(self) -> str:
-        return f"{self.manifest_path}\t{self.frames}"
+        return f"{self.shard}:{self.offset}:{self.size}\t{self.frames}"  # = manifest_path, inlined: 1M rows
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,126 @@
+"""fairseq CTC fine-tuning (`audio_finetuning`, `wav2vec_ctc`, letter targets) through the same
+launch layer as pre-training: same CPU fixes, local or Slurm/LUMI ranks, stop-and-resume, MLflow.
+
+The `finetune` verb (`--backend fairseq`) calls `train()`; labeled data preparation (the
+`<split>.tsv/.ltr/.wrd` files and `dict.ltr.txt`) and evaluation belong to that stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from speechfm.errors import SpeechfmError
+from speechfm.launch import FairseqJob, compose_config, run_local, write_job
+from speechfm.launch.job import distributed_settings
+
+log = logging.getLogger(__name__)
+
+LABELS = "ltr"
+DATA_FILES = ("train.tsv", "valid.tsv", f"train.{LABELS}", f"valid.{LABELS}", f"dict.{LABELS}.txt")
+
+CTC_DEFAULTS: dict[str, Any] = {
+    "task": {"_name": "audio_finetuning", "labels": LABELS, "eval_wer": True,
+             "eval_wer_post_process": "letter"},
+    "model": {"_name": "wav2vec_ctc"},
+    "criterion": {"_name": "ctc", "zero_infinity": True, "post_process": "letter"},
+    "checkpoint": {"best_checkpoint_metric": "wer", "maximize_best_checkpoint_metric": False,
+                   "no_epoch_checkpoints": True},
+    "dataset": {"valid_subset": "valid"},
+}
+"""What makes a fairseq job CTC fine-tuning with letter targets, best checkpoint by WER; the
+hyper-parameters (lr, updates, masking, ...) come from the caller's preset."""
+
+
+def _pretraining_settings(init: Path) -> dict[str, Any]:
+    """`normalize` of the pre-trained model: fine-tuning must feed audio the same way."""
+    import torch
+
+    try:
+        state = torch.load(init, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise SpeechfmError(f"cannot read the pre-trained checkpoint: {exc}", path=init) from exc
+    cfg = state.get("cfg") or {}
+    task = cfg.get("task") or {}
+    return {"task": {"normalize": bool(task.get("normalize", False))}}
+
+
+def build_config(data_dir: Path, save_dir: Path, fairseq: dict[str, Any], init: Path | None,
+                 nproc: int = 1, cpu: bool = True, update_freq: int = 1,
+                 w2v_args: dict[str, Any] | None = None, overrides: list[str] = ()) -> dict[str, Any]:
+    """The full fairseq config of a CTC fine-tuning run from `init` (a fairseq pre-training
+    checkpoint) or, without one, from a randomly initialised encoder described by `w2v_args`
+    (a pre-training config with `task` and `model` sections)."""
+    data_dir = data_dir.resolve()
+    missing = [name for name in DATA_FILES if not (data_dir / name).is_file()]
+    if missing:
+        raise SpeechfmError(f"labeled data is missing {', '.join(missing)}", path=data_dir,
+                            hint="prepare it with 'speechfm finetune' (labeled data step)")
+    run: dict[str, Any] = {
+        "task": {"data": str(data_dir)},
+        "checkpoint": {"save_dir": str(save_dir.resolve())},
+        "optimization": {"update_freq": [update_freq]},
+    }
+    if init is not None:
+        init = init.resolve()
+        if not init.is_file():
+            raise SpeechfmError("no such pre-trained checkpoint", path=init)
+        run["model"] = {"w2v_path": str(init)}
+        layers = [_pretraining_settings(init)]
+    elif w2v_args is not None:
+        run["model"] = {"w2v_args": w2v_args}
+        layers = [{"task": {"normalize": bool(w2v_args["task"].get("normalize", False))}}]
+    else:
+        raise SpeechfmError("CTC fine-tuning needs a pre-trained checkpoint or w2v_args")
+    return compose_config(CTC_DEFAULTS, fairseq, *layers, run, distributed_settings(nproc, cpu),
+                          overrides=list(overrides))
+
+
+def train(data_dir: Path, out: Path, fairseq: dict[str, Any], init: Path | None = None,
+          overrides: list[str] = (), nproc: int = 1, cpu: bool | None = None,
+          update_freq: int = 1, w2v_args: dict[str, Any] | None = None, resume: bool = True,
+          site: str = "local", experiment: str = "finetune", tracking_uri: str | None = None,
+          mlflow_run_id: str | None = None, wait: bool = True) -> Path:
+    """Fine-tune with CTC into `out`; returns `out/checkpoint_best.pt` (lowest validation WER).
+
+    `mlflow_run_id` makes rank 0 log into that (already created) run instead of a new one.
+    With a Slurm `site` the job is submitted (and waited for when `wait`)."""
+    from speechfm.launch.slurm import load_site, submit
+    from speechfm.tracking import tracking_uri as resolve_uri
+
+    out = out.resolve()
+    if not resume and (out / "checkpoint_last.pt").exists():
+        raise SpeechfmError("holds a checkpoint of an earlier run", path=out,
+                            hint="resume it, or fine-tune into a new folder")
+    site_cfg = load_site(site)
+    slurm = site_cfg["executor"] == "slurm"
+    if cpu is None:
+        if slurm:
+            cpu = not site_cfg.get("gpus_per_node")
+        else:
+            import torch
+
+            cpu = not torch.cuda.is_available()
+    config = build_config(data_dir, out, fairseq, init, nproc, cpu, update_freq, w2v_args,
+                          overrides)
+    job = FairseqJob(save_dir=out, world_size=nproc, cpu=cpu, experiment=experiment,
+                     run_name=out.name, tracking_uri=resolve_uri(tracking_uri), stage="finetune")
+    write_job(job, config)
+    if mlflow_run_id:
+        from speechfm.launch.worker import RUN_ID_NAME
+
+        (out / RUN_ID_NAME).write_text(mlflow_run_id + "\n", encoding="utf-8")
+    if slurm:
+        job_id, status = submit(job, site_cfg, wait=wait)
+        if not wait:
+            log.info("submitted Slurm job %s", job_id)
+            return out / "checkpoint_best.pt"
+    else:
+        status = run_local(job)
+    if status != 0:
+        raise SpeechfmError(f"fairseq fine-tuning failed with status {status}", path=job.log_path)
+    best = out / "checkpoint_best.pt"
+    if not best.exists() and not job.stopped_path.exists():
+        raise SpeechfmError("training ended without a best checkpoint", path=job.log_path)
+    return best

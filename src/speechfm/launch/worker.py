@@ -1,0 +1,273 @@
+"""One rank of a fairseq job: `python -m speechfm.launch.worker SAVE_DIR/job.json`.
+
+Started by the local launcher (environment RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*) or by `srun`
+(SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID and the node list). Before fairseq's training main runs
+it applies the fixes fairseq 0.12 needs on current torch, turns SIGTERM/SIGUSR1 into "save a
+checkpoint and stop", and on rank 0 logs the run to MLflow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from speechfm.launch.job import FairseqJob, read_job
+
+log = logging.getLogger("speechfm.launch.worker")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+_stop: dict[str, Any] = {"signal": None}
+
+
+def expand_hostlist(hostlist: str) -> list[str]:
+    """Expand a Slurm host list (`nid[005001-005003,005010],login1`) without `scontrol`."""
+    hosts: list[str] = []
+    for item in re.findall(r"[^,\[]+(?:\[[^\]]*\][^,\[]*)*", hostlist):
+        match = re.match(r"^([^\[]*)\[([^\]]*)\](.*)$", item)
+        if not match:
+            hosts.append(item)
+            continue
+        prefix, ranges, rest = match.groups()
+        for part in ranges.split(","):
+            lo, _, hi = part.partition("-")
+            width = len(lo)
+            for number in range(int(lo), int(hi or lo) + 1):
+                hosts.extend(f"{prefix}{number:0{width}d}{tail}" for tail in expand_hostlist(rest)
+                             or [""])
+    return hosts
+
+
+def rank_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT for `env://`, from Slurm if needed."""
+    env = dict(os.environ if environ is None else environ)
+    if "RANK" in env or "SLURM_PROCID" not in env:
+        env.setdefault("RANK", "0")
+        env.setdefault("WORLD_SIZE", "1")
+        env.setdefault("LOCAL_RANK", env["RANK"])
+    else:
+        env["RANK"] = env["SLURM_PROCID"]
+        env["WORLD_SIZE"] = env.get("SLURM_NTASKS", "1")
+        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
+        nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", "localhost")
+        env.setdefault("MASTER_ADDR", expand_hostlist(nodes)[0])
+        env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
+    return {k: env[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+            if k in env}
+
+
+def _all_gather_list_cpu(data: Any, group: Any = None, max_size: int = 16384) -> list[Any]:
+    """fairseq's `all_gather_list` without its CUDA buffers: gathers picklable objects on CPU."""
+    import torch.distributed as dist
+    from fairseq import utils
+    from fairseq.distributed import utils as dist_utils
+
+    group = dist_utils.get_global_group() if group is None else group
+    gathered: list[Any] = [None] * dist_utils.get_world_size(group)
+    dist.all_gather_object(gathered, utils.move_to_cpu(data), group=group)
+    return gathered
+
+
+def apply_torch_fixes(cpu: bool) -> None:
+    """Make fairseq 0.12 work on torch 2.13 without touching installed files."""
+    # fairseq checkpoints pickle their config, meters and dictionaries: torch >= 2.6 refuses them
+    # by default. The worker only loads checkpoints of the job itself or ones the user named.
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    if cpu:
+        from fairseq.distributed import utils as dist_utils
+
+        dist_utils.all_gather_list = _all_gather_list_cpu
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    if _stop["signal"] is not None:  # a second signal: stop now, without a checkpoint
+        raise SystemExit(128 + signum)
+    _stop["signal"] = signum
+    log.warning("received %s: saving a checkpoint after this update, then stopping",
+                signal.Signals(signum).name)
+
+
+def _stop_requested(trainer: Any) -> bool:
+    """True on every rank as soon as any rank got a stop signal (so all stop at the same update)."""
+    import torch
+    import torch.distributed as dist
+
+    flag = _stop["signal"] is not None
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        tensor = torch.tensor([1.0 if flag else 0.0], device=trainer.device)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        flag = bool(tensor.item())
+    return flag
+
+
+def _install_stop_hook(job: FairseqJob) -> None:
+    """Wrap fairseq's per-update `validate_and_save`: on a stop signal save and stop training."""
+    import fairseq_cli.train as fairseq_train
+    from fairseq import checkpoint_utils
+
+    original = fairseq_train.validate_and_save
+
+    def validate_and_save_or_stop(cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch):
+        if not _stop_requested(trainer):
+            return original(cfg, trainer, task, epoch_itr, valid_subsets, end_of_epoch)
+        updates = trainer.get_num_updates()
+        checkpoint_utils.save_checkpoint(cfg.checkpoint, trainer, epoch_itr, None)
+        name = signal.Signals(_stop["signal"]).name if _stop["signal"] else "a signal on another rank"
+        if trainer.is_data_parallel_master:
+            job.stopped_path.write_text(f"{name} {updates}\n", encoding="utf-8")
+        log.warning("stopped by %s at update %d; run the same job again to resume", name, updates)
+        return [None], True
+
+    fairseq_train.validate_and_save = validate_and_save_or_stop
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _on_signal)
+
+
+class MlflowProgress:
+    """Wraps a fairseq progress bar: every `log`/`print` of stats also goes to MLflow as metrics
+    named `<tag>/<stat>` at the current update (train_inner every log interval, train, valid)."""
+
+    def __init__(self, bar: Any):
+        self._bar = bar
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._bar)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bar, name)
+
+    def log(self, stats: dict[str, Any], tag: str | None = None, step: int | None = None) -> None:
+        self._bar.log(stats, tag=tag, step=step)
+        self._to_mlflow(stats, tag, step)
+
+    def print(self, stats: dict[str, Any], tag: str | None = None, step: int | None = None) -> None:
+        self._bar.print(stats, tag=tag, step=step)
+        self._to_mlflow(stats, tag, step)
+
+    @staticmethod
+    def _to_mlflow(stats: dict[str, Any], tag: str | None, step: int | None) -> None:
+        import mlflow
+        from fairseq.logging.meters import AverageMeter
+
+        metrics: dict[str, float] = {}
+        for key, value in stats.items():
+            if isinstance(value, AverageMeter):
+                value = value.val
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "num_updates":
+                metrics[f"{tag or 'train'}/{key}"] = float(value)
+        if metrics:
+            try:
+                mlflow.log_metrics(metrics, step=step or 0)
+            except Exception as exc:  # noqa: BLE001 - tracking must never stop training
+                log.warning("MLflow metrics not logged: %s", exc)
+
+
+def _install_mlflow_progress() -> None:
+    from fairseq.logging import progress_bar
+
+    original = progress_bar.progress_bar
+
+    def progress_bar_with_mlflow(*args: Any, **kwargs: Any) -> MlflowProgress:
+        return MlflowProgress(original(*args, **kwargs))
+
+    progress_bar.progress_bar = progress_bar_with_mlflow
+
+
+RUN_ID_NAME = "mlflow_run_id"
+
+
+@contextlib.contextmanager
+def mlflow_run(job: FairseqJob, config: dict[str, Any]) -> Iterator[Any]:
+    """One MLflow run per job: created on the first start, continued when the job resumes."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from speechfm.tracking import flatten, start_run, tracking_uri
+
+    id_file = job.save_dir / RUN_ID_NAME
+    if id_file.exists():  # a resumed job, or a run its caller opened (fine-tuning CLI)
+        mlflow.set_tracking_uri(tracking_uri(job.tracking_uri or None))
+        with mlflow.start_run(run_id=id_file.read_text().strip()) as run:
+            log.info("continuing MLflow run %s", run.info.run_id)
+            try:
+                items = list(flatten(config).items())
+                for i in range(0, len(items), 100):
+                    mlflow.log_params(dict(items[i : i + 100]))
+            except MlflowException as exc:  # a value changed on resume
+                log.warning("MLflow params kept from the first start: %s", str(exc)[:200])
+            mlflow.log_artifact(str(job.config_path))
+            yield run
+    else:
+        tags = {"speechfm.stage": job.stage, "speechfm.save_dir": str(job.save_dir)}
+        with start_run(job.experiment, job.run_name or job.save_dir.name, params=config,
+                       tags=tags, uri=job.tracking_uri or None) as run:
+            id_file.write_text(run.info.run_id + "\n", encoding="utf-8")
+            mlflow.log_artifact(str(job.config_path))
+            yield run
+
+
+def _log_checkpoints(job: FairseqJob) -> None:
+    import mlflow
+
+    listing = {"save_dir": str(job.save_dir.resolve()),
+               "checkpoints": sorted(p.name for p in job.save_dir.glob("checkpoint*.pt"))}
+    mlflow.log_dict(listing, "checkpoints.json")
+    mlflow.set_tag("speechfm.checkpoint_dir", listing["save_dir"])
+
+
+def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
+    """Run fairseq's training main as one rank of `job`."""
+    os.environ.update(rank_environment())
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    if world != job.world_size:
+        log.error("this job needs %d ranks but %d were started", job.world_size, world)
+        return 2
+
+    apply_torch_fixes(job.cpu)
+    import fairseq_cli.train as fairseq_train  # configures fairseq's logging to stdout
+    from fairseq.distributed import utils as dist_utils
+    from omegaconf import OmegaConf
+
+    if rank == 0:
+        handler = logging.FileHandler(job.log_path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
+        logging.getLogger().addHandler(handler)
+        job.stopped_path.unlink(missing_ok=True)
+    cfg = OmegaConf.create(config)
+    if world > 1:
+        cfg.distributed_training.distributed_rank = rank
+        cfg.distributed_training.device_id = 0 if job.cpu else int(os.environ["LOCAL_RANK"])
+    OmegaConf.set_struct(cfg, True)
+    _install_stop_hook(job)
+
+    if rank != 0:
+        dist_utils.call_main(cfg, fairseq_train.main)
+        return 0
+    _install_mlflow_progress()
+    with mlflow_run(job, config):
+        try:
+            dist_utils.call_main(cfg, fairseq_train.main)
+        finally:
+            _log_checkpoints(job)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m speechfm.launch.worker SAVE_DIR/job.json", file=sys.stderr)
+        return 2
+    job, config = read_job(Path(argv[0]))
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    return run_worker(job, config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""CLI verb `speechfm prepare`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+HELP = "Archive -> speech segments in tar shards -> fairseq manifests (resumable, parallel)."
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("archive", type=Path, help="archive root (channel/YYYY/MM/DD/*.ts)")
+    p.add_argument("--out", type=Path, required=True, help="output dataset folder")
+    p.add_argument("--site", type=Path, default=None,
+                   help="site YAML whose 'prepare:' section sets defaults (pipelines/sites/*.yaml)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes")
+    p.add_argument("--unit", choices=("day", "month", "year"), default=None,
+                   help="one shard group per channel x UNIT (default month)")
+    p.add_argument("--vad", choices=("silero", "webrtc"), default=None,
+                   help="silero (default: also rejects music/noise) or webrtc (fast)")
+    p.add_argument("--aggressiveness", type=int, default=None, dest="webrtc_aggressiveness",
+                   help="webrtcvad aggressiveness 0-3")
+    p.add_argument("--valid-hours", type=float, default=None, dest="valid_hours",
+                   help="validation hours per channel (default 2)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--slurm", action="store_true",
+                   help="build units as Slurm array tasks through submitit (site 'slurm' keys)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechfm.prepare.config import PrepareConfig
+    from speechfm.prepare.pipeline import prepare
+    from speechfm.prepare.site import load_site
+
+    site = load_site(args.site)
+    settings = dict(site.get("config", {}))
+    for key in ("unit", "vad", "webrtc_aggressiveness", "valid_hours", "seed"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    config = PrepareConfig.from_dict(settings, source=args.site)
+    workers = args.workers or int(site.get("workers", 1))
+    build = None
+    if args.slurm:
+        from speechfm.prepare.slurm import slurm_builder
+
+        build = slurm_builder(site.get("slurm", {}), args.out)
+    summary = prepare(args.archive, args.out, config, workers=workers, build=build)
+    for r in summary["rejects"]:
+        log.warning("rejected %s (%s): %s", r["source"], r["action"], r["reason"])
+    print(json.dumps({k: v for k, v in summary.items() if k != "rejects"}
+                     | {"rejected": [r["source"] for r in summary["rejects"]]}, indent=1))
+    return 0

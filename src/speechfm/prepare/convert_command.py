@@ -1,0 +1,23 @@
+"""CLI verb `speechfm convert`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+HELP = "Convert an archive to 16 kHz mono FLAC files, same folder tree (the reference's step 1)."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("archive", type=Path, help="archive root")
+    p.add_argument("--out", type=Path, required=True, help="output folder for the FLAC tree")
+    p.add_argument("--workers", type=int, default=2, help="parallel ffmpeg processes")
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechfm.prepare.convert import convert
+
+    summary = convert(args.archive, args.out, args.workers)
+    print(json.dumps(summary, indent=1))
+    return 0

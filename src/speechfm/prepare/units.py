@@ -1,0 +1,202 @@
+"""Process one unit: decode each file, keep speech, append FLAC segments to the unit's tar shard(s)
+under temporary names, then publish shards, indexes and a done-marker atomically.
+
+On disk, for unit `2021-01` of channel `yle_tv1` (relative to the output root):
+`shards/yle_tv1/2021-01.tar` (+ `_1.tar`, `_2.tar` when over the size cap), each with
+`<shard>.index.jsonl`, and `shards/yle_tv1/2021-01.done.json` written last. A unit without its
+done-marker is incomplete: everything of it is deleted and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speechfm.constants import INDEX_SUFFIX, SAMPLE_RATE, SHARD_SUFFIX
+from speechfm.prepare.config import PrepareConfig
+from speechfm.prepare.decode import decode
+from speechfm.prepare.discover import Unit
+from speechfm.segment import Segment, write_index
+
+log = logging.getLogger(__name__)
+
+SHARDS_DIR = "shards"
+DONE_SUFFIX = ".done.json"
+PART = ".part"
+TS_PACKET = 188  # bytes per MPEG-TS packet: a .ts of another size was cut short
+
+
+def unit_dir(out: Path, unit: Unit) -> Path:
+    return out / SHARDS_DIR / unit.channel
+
+
+def done_path(out: Path, unit: Unit) -> Path:
+    return unit_dir(out, unit) / f"{unit.name}{DONE_SUFFIX}"
+
+
+def read_done(out: Path, unit: Unit) -> dict[str, Any] | None:
+    """The unit's completion record, or None when the unit is not (or not wholly) written."""
+    path = done_path(out, unit)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def remove_unit(out: Path, unit: Unit) -> None:
+    """Delete every file of an incomplete unit (partial shards, indexes, a stale marker)."""
+    folder = unit_dir(out, unit)
+    if not folder.is_dir():
+        return
+    pattern = re.compile(rf"^{re.escape(unit.name)}(_\d+)?"
+                         rf"({re.escape(SHARD_SUFFIX)}|{re.escape(INDEX_SUFFIX)}|"
+                         rf"{re.escape(SHARD_SUFFIX + INDEX_SUFFIX)}|{re.escape(DONE_SUFFIX)})"
+                         rf"({re.escape(PART)})?$")
+    for path in folder.iterdir():
+        if pattern.match(path.name):
+            path.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def flac_bytes(samples) -> bytes:
+    """Encode int16 mono samples as FLAC in memory."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, samples, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    return buf.getvalue()
+
+
+@dataclass
+class _ShardWriter:
+    """Appends members to `<name>.tar.part` files, opening the next shard past the size cap."""
+
+    folder: Path
+    name: str
+    channel: str
+    max_bytes: int
+    shards: list[tuple[str, list[Segment]]] = field(default_factory=list)
+    _file: Any = None
+    _tar: tarfile.TarFile | None = None
+
+    def _shard_name(self) -> str:
+        n = len(self.shards)
+        return f"{self.name}{'' if n == 0 else f'_{n}'}{SHARD_SUFFIX}"
+
+    def _open(self) -> None:
+        self._close()
+        shard = self._shard_name()
+        # kept open across add() calls and closed in _close(): a context manager cannot span them
+        self._file = open(self.folder / (shard + PART), "wb")  # noqa: SIM115
+        self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
+        self.shards.append((shard, []))
+
+    def _close(self) -> None:
+        if self._tar is not None:
+            self._tar.close()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._tar = None
+
+    def add(self, member: str, data: bytes, **meta: Any) -> None:
+        if self._tar is None or (self._file.tell() + len(data) > self.max_bytes
+                                 and self.shards[-1][1]):
+            self._open()
+        info = tarfile.TarInfo(member)
+        info.size, info.mtime, info.mode = len(data), 0, 0o644
+        self._tar.addfile(info, io.BytesIO(data))
+        # addfile works on a copy of `info`; the data ends the tar so far, padded to a block
+        offset = self._tar.offset - -(-len(data) // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+        shard, segments = self.shards[-1]
+        rel = f"{SHARDS_DIR}/{self.channel}/{shard}"
+        segments.append(Segment(shard=rel, member=member, offset=offset, size=len(data),
+                                sha256=hashlib.sha256(data).hexdigest(), channel=self.channel,
+                                **meta))
+
+    def publish(self) -> list[str]:
+        """Write indexes, then rename indexes and shards into place; returns the shard names."""
+        self._close()
+        for shard, segments in self.shards:
+            index_part = self.folder / (shard + INDEX_SUFFIX + PART)
+            write_index(index_part, segments)
+            with open(index_part, "rb+") as f:
+                os.fsync(f.fileno())
+        for shard, _ in self.shards:
+            os.replace(self.folder / (shard + INDEX_SUFFIX + PART),
+                       self.folder / (shard + INDEX_SUFFIX))
+            os.replace(self.folder / (shard + PART), self.folder / shard)
+        return [shard for shard, _ in self.shards]
+
+
+def member_name(source: str, start: int, end: int) -> str:
+    """Tar member name of a segment: source path without channel and suffix, then its span in ms."""
+    stem = Path(source).with_suffix("").as_posix().split("/", 1)[-1]
+    return f"{stem}/{start * 1000 // SAMPLE_RATE:09d}-{end * 1000 // SAMPLE_RATE:09d}.flac"
+
+
+def process_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) -> dict[str, Any]:
+    """Build one unit from scratch and publish it; returns its completion record."""
+    from speechfm.prepare.vad import segments_of
+
+    folder = unit_dir(out, unit)
+    folder.mkdir(parents=True, exist_ok=True)
+    remove_unit(out, unit)
+    writer = _ShardWriter(folder, unit.name, unit.channel, config.shard_max_bytes)
+    files, rejects = [], []
+    for source in unit.files:
+        path = archive / source
+        try:
+            decoded = decode(path)
+        except OSError as exc:
+            rejects.append({"source": source, "reason": str(exc), "action": "skipped"})
+            continue
+        samples = decoded.samples
+        if decoded.returncode != 0 or len(samples) == 0:
+            reason = decoded.error or f"ffmpeg exited with {decoded.returncode}"
+            if decoded.returncode == 0:
+                reason = f"no audio decoded{': ' + decoded.error if decoded.error else ''}"
+            rejects.append({"source": source, "reason": reason, "action": "skipped"})
+            log.warning("%s: rejected: %s", source, reason)
+            continue
+        if not decoded.error and path.suffix.lower() == ".ts" and path.stat().st_size % TS_PACKET:
+            decoded.error = f"truncated: the last {TS_PACKET}-byte transport packet is incomplete"
+        if decoded.error:
+            rejects.append({"source": source, "reason": decoded.error, "action": "kept-decoded-part"})
+            log.warning("%s: decoded with errors, kept what decoded: %s", source, decoded.error)
+        pieces, dropped = segments_of(samples, config)
+        kept = 0
+        for a, b in pieces:
+            writer.add(member_name(source, a, b), flac_bytes(samples[a:b]), frames=b - a,
+                       source=source, start=round(a / SAMPLE_RATE, 4), end=round(b / SAMPLE_RATE, 4))
+            kept += b - a
+        files.append({"source": source, "seconds": round(len(samples) / SAMPLE_RATE, 4),
+                      "kept": round(kept / SAMPLE_RATE, 4),
+                      "dropped_short": round(dropped / SAMPLE_RATE, 4), "segments": len(pieces)})
+    shards = writer.publish()
+    record = {"channel": unit.channel, "unit": unit.name, "files": list(unit.files),
+              "config": config.unit_settings(), "shards": shards, "stats": files, "rejects": rejects}
+    marker = done_path(out, unit)
+    tmp = marker.with_name(marker.name + PART)
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, marker)
+    _fsync_dir(folder)
+    return record

@@ -1,0 +1,25 @@
+"""CLI verb `speechfm verify`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+HELP = "Check a prepared dataset: every manifest entry read by offset, decoded, counted, hashed."
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out", type=Path, help="a folder written by 'speechfm prepare'")
+
+
+def run(args: argparse.Namespace) -> int:
+    from speechfm.prepare.verify import verify
+
+    checked, problems = verify(args.out)
+    for problem in problems:
+        print(problem)
+    print(f"{checked} entries checked, {len(problems)} problems")
+    return 1 if problems else 0

@@ -1,0 +1,81 @@
+"""Pre-training presets (data files in `speechfm/presets/`) and the fairseq config of a run."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from speechfm.errors import SpeechfmError
+from speechfm.launch.job import compose_config, distributed_settings
+
+PRESETS = ("tiny", "base", "large", "xlarge")
+SPLITS = ("train", "valid")
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """A preset by name (`base`) or path to a YAML file of the same form."""
+    import yaml
+
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml") and path.exists():
+        text = path.read_text(encoding="utf-8")
+    elif name in PRESETS:
+        text = (resources.files("speechfm") / "presets" / f"{name}.yaml").read_text("utf-8")
+    else:
+        raise SpeechfmError(f"unknown preset '{name}'",
+                            hint=f"use one of {', '.join(PRESETS)} or a YAML file")
+    preset = yaml.safe_load(text)
+    if not isinstance(preset, dict) or "fairseq" not in preset:
+        raise SpeechfmError("a preset needs a 'fairseq:' section", path=name)
+    return preset
+
+
+def update_freq(gpus: int, simulate_gpus: int | None) -> int:
+    """Gradient accumulation that makes `gpus` ranks behave like `simulate_gpus` of them."""
+    if gpus < 1:
+        raise SpeechfmError(f"--gpus must be at least 1, not {gpus}")
+    if simulate_gpus is None:
+        return 1
+    if simulate_gpus % gpus:
+        raise SpeechfmError(f"cannot simulate {simulate_gpus} GPUs with {gpus}",
+                            hint="--simulate-gpus must be a whole multiple of --gpus")
+    return simulate_gpus // gpus
+
+
+def check_manifest(manifest: Path) -> Path:
+    """The manifest directory must hold fairseq's train.tsv and valid.tsv with a usable root."""
+    manifest = manifest.resolve()
+    for split in SPLITS:
+        tsv = manifest / f"{split}.tsv"
+        if not tsv.is_file():
+            raise SpeechfmError(f"missing {split}.tsv", path=manifest,
+                                hint="run 'speechfm prepare' or point --manifest at its manifests/")
+        with tsv.open(encoding="utf-8") as f:
+            root, first = f.readline().strip(), f.readline().strip()
+        if not root or not Path(root).is_dir():
+            raise SpeechfmError(f"first line must be an existing root directory, got '{root}'",
+                                path=tsv)
+        if ":" in root:
+            raise SpeechfmError("the root directory must not contain ':' (fairseq splits on it)",
+                                path=tsv)
+        if not first:
+            raise SpeechfmError("no segments listed", path=tsv)
+        member = first.split("\t")[0].split(":")[0]
+        if not (Path(root) / member).exists():
+            raise SpeechfmError(f"first entry points to a missing file {Path(root) / member}",
+                                path=tsv)
+    return manifest
+
+
+def build_config(preset: dict[str, Any], manifest: Path, save_dir: Path, gpus: int, cpu: bool,
+                 simulate_gpus: int | None = None, overrides: list[str] = ()) -> dict[str, Any]:
+    """The full fairseq config of a pre-training run; overrides win over everything else."""
+    simulate = simulate_gpus if simulate_gpus is not None else preset.get("reference_gpus")
+    run = {
+        "task": {"data": str(check_manifest(manifest))},
+        "checkpoint": {"save_dir": str(save_dir.resolve())},
+        "optimization": {"update_freq": [update_freq(gpus, simulate)]},
+    }
+    return compose_config(preset["fairseq"], run, distributed_settings(gpus, cpu),
+                          overrides=list(overrides))

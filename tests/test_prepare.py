@@ -1,0 +1,257 @@
+"""`speechfm prepare` / `verify` on the small demo: layout, manifests read as fairseq reads them,
+the split, statistics, VAD quality against ground truth, corruption found by verify."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechfm.constants import SAMPLE_RATE
+from speechfm.errors import SpeechfmError
+from speechfm.prepare.config import PrepareConfig
+from speechfm.prepare.discover import plan_units, unit_of
+from speechfm.prepare.manifests import read_manifest, split_valid
+from speechfm.prepare.pipeline import prepare
+from speechfm.prepare.vad import cut
+from speechfm.prepare.vadeval import evaluate
+from speechfm.segment import read_index
+from tests.conftest import ROOT, run_speechfm
+
+
+def prepare_cli(archive: Path, out: Path, *extra: str) -> dict:
+    proc = run_speechfm("prepare", archive, "--out", out, *extra)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def manifest_bodies(out: Path) -> dict[str, list[str]]:
+    """Every manifest's entries (root line left out, since it names the folder)."""
+    return {p.name: p.read_text().splitlines()[1:] for p in sorted((out / "manifests").glob("*.tsv"))}
+
+
+@pytest.fixture(scope="module")
+def prepared(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("prepared")
+    summary = prepare_cli(small_demo / "archive", out, "--workers", "2")
+    assert summary["units"] == 8 and summary["built"] == 8 and summary["segments"] > 0
+    return out
+
+
+def test_layout_and_manifests_read_like_fairseq(prepared: Path) -> None:
+    segments = {}
+    for idx in sorted((prepared / "shards").rglob("*.index.jsonl")):
+        shard = idx.with_name(idx.name.removesuffix(".index.jsonl"))
+        assert shard.exists()
+        with tarfile.open(shard) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+        for seg in read_index(idx):
+            assert seg.shard == shard.relative_to(prepared).as_posix()
+            assert members[seg.member].offset_data == seg.offset
+            assert members[seg.member].size == seg.size
+            segments[seg.manifest_path] = seg
+    assert not list(prepared.rglob("*.part"))
+    train_root, train = read_manifest(prepared / "manifests" / "train.tsv")
+    valid_root, valid = read_manifest(prepared / "manifests" / "valid.tsv")
+    assert train_root == valid_root == prepared.resolve()
+    rows = [f"{s}:{o}:{n}" for s, o, n, _ in train + valid]
+    assert sorted(rows) == sorted(segments) and len(set(rows)) == len(rows)
+    for shard, offset, size, frames in train + valid:
+        with open(train_root / shard, "rb") as f:  # as FileAudioDataset: mmap slice of the tar
+            f.seek(offset)
+            audio, rate = sf.read(io.BytesIO(f.read(size)), dtype="int16")
+        assert rate == SAMPLE_RATE and len(audio) == frames
+        assert 2 * SAMPLE_RATE <= frames <= 30 * SAMPLE_RATE
+    channels = {seg.channel for seg in segments.values()}
+    per_channel = []
+    for ch in channels:
+        _, rows_ch = read_manifest(prepared / "manifests" / f"valid_{ch}.tsv")
+        assert rows_ch, f"no validation rows for {ch}"
+        assert all(r[0].startswith(f"shards/{ch}/") for r in rows_ch)
+        per_channel += rows_ch
+    assert sorted(per_channel) == sorted(valid)
+
+
+def test_stats_report(prepared: Path) -> None:
+    stats = json.loads((prepared / "stats.json").read_text())
+    assert stats["total"]["files"] == 8
+    assert 0 < stats["total"]["hours_kept"] < stats["total"]["hours_in"]
+    assert abs(stats["total"]["hours_in"] - 8 * 25 / 3600) < 1e-3
+    assert set(stats["per_channel_year"]) == {f"{c}/2021" for c in stats["per_channel"]}
+    assert sum(stats["segment_seconds"]["counts"]) == stats["total"]["segments"]
+    assert (prepared / "stats.png").stat().st_size > 1000
+
+
+def test_default_vad_rejects_music_and_noise(prepared: Path, small_demo: Path,
+                                            tmp_path: Path) -> None:
+    default = evaluate(small_demo / "archive", prepared)
+    assert default["speech_recall"] >= 0.95
+    assert default["music_kept"] <= 0.10 and default["noise_kept"] <= 0.10
+    prepare_cli(small_demo / "archive", tmp_path / "webrtc", "--vad", "webrtc", "--workers", "2")
+    fast = evaluate(small_demo / "archive", tmp_path / "webrtc")
+    assert fast["speech_recall"] >= 0.9
+    assert fast["music_kept"] > 3 * default["music_kept"]  # why webrtc is not the default
+
+
+def test_rerun_builds_nothing_and_changes_nothing(prepared: Path, small_demo: Path) -> None:
+    before = manifest_bodies(prepared)
+    summary = prepare_cli(small_demo / "archive", prepared, "--workers", "2")
+    assert summary["built"] == 0
+    assert manifest_bodies(prepared) == before
+
+
+def test_other_unit_settings_are_refused_split_settings_only_remerge(
+        prepared: Path, small_demo: Path, tmp_path: Path) -> None:
+    before = manifest_bodies(prepared)
+    proc = run_speechfm("prepare", small_demo / "archive", "--out", prepared, "--vad", "webrtc")
+    assert proc.returncode == 2 and "other settings" in proc.stderr
+    assert manifest_bodies(prepared) == before
+    out = tmp_path / "copy"
+    shutil.copytree(prepared, out)
+    summary = prepare_cli(small_demo / "archive", out, "--seed", "7")
+    assert summary["built"] == 0
+    after = manifest_bodies(out)
+    assert after["valid.tsv"] != before["valid.tsv"]
+    assert sorted(after["train.tsv"] + after["valid.tsv"]) == sorted(
+        before["train.tsv"] + before["valid.tsv"])
+
+
+def test_verify_names_the_corrupted_entry(prepared: Path, tmp_path: Path) -> None:
+    out = tmp_path / "copy"
+    shutil.copytree(prepared, out)
+    (out / "manifests").joinpath("train.tsv").write_text(  # root of the copy
+        "\n".join([str(out.resolve())] + manifest_bodies(out)["train.tsv"]) + "\n")
+    for name in list(manifest_bodies(out)):
+        if name != "train.tsv":
+            (out / "manifests" / name).unlink()
+    proc = run_speechfm("verify", out)
+    assert proc.returncode == 0, proc.stdout
+    _, rows = read_manifest(out / "manifests" / "train.tsv")
+    shard, offset, size, _ = rows[0]
+    data = bytearray((out / shard).read_bytes())
+    data[offset + size // 2] ^= 0xFF
+    (out / shard).write_bytes(bytes(data))
+    last_shard, last_offset, _, _ = rows[-1]
+    with open(out / last_shard, "r+b") as f:
+        f.truncate(last_offset + 10)
+    proc = run_speechfm("verify", out)
+    assert proc.returncode == 1
+    assert f"train.tsv:2 ({shard}:{offset}:{size}): checksum mismatch" in proc.stdout
+    assert f"train.tsv:{len(rows) + 1} ({rows[-1][0]}:{last_offset}" in proc.stdout
+    assert "shard ends after" in proc.stdout
+
+
+def test_cut_into_30s_pieces_and_drop_short() -> None:
+    config = PrepareConfig()
+    s = SAMPLE_RATE
+    pieces, dropped = cut([(0, 61 * s), (70 * s, 71 * s), (80 * s, 83 * s)], config)
+    assert pieces == [(0, 30 * s), (30 * s, 60 * s), (80 * s, 83 * s)]
+    assert dropped == 2 * s
+
+
+def test_units_by_period(tmp_path: Path) -> None:
+    rel = Path("yle_tv1/2021/01/31/yle_tv1_0600-0700.ts")
+    assert unit_of(rel, "day") == ("yle_tv1", "2021-01-31")
+    assert unit_of(rel, "month") == ("yle_tv1", "2021-01")
+    assert unit_of(rel, "year") == ("yle_tv1", "2021")
+    assert unit_of(Path("radio/misc/a.mp3"), "month") == ("radio", "undated")
+    for p in (rel, Path("radio/misc/a.mp3"), Path("radio/misc/a.truth.json")):
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_bytes(b"x")
+    assert [u.key for u in plan_units(tmp_path, "month")] == ["radio/undated", "yle_tv1/2021-01"]
+
+
+def test_split_is_seeded_per_channel_and_by_hours() -> None:
+    rng = np.random.default_rng(0)
+    n = 200_000
+    channels = np.where(rng.random(n) < 0.5, "a", "b")
+    frames = rng.integers(2 * SAMPLE_RATE, 30 * SAMPLE_RATE, n)
+    mask = split_valid(channels, frames, 2.0, 0.5, seed=1)
+    assert np.array_equal(mask, split_valid(channels, frames, 2.0, 0.5, seed=1))
+    assert not np.array_equal(mask, split_valid(channels, frames, 2.0, 0.5, seed=2))
+    for ch in "ab":
+        hours = frames[mask & (channels == ch)].sum() / SAMPLE_RATE / 3600
+        assert 2.0 <= hours < 2.0 + 30 / 3600
+    small = split_valid(np.array(["a"] * 10), np.full(10, SAMPLE_RATE * 10), 2.0, 0.1, seed=0)
+    assert small.sum() == 1  # a share of small data, never the whole channel
+
+
+def test_bad_settings_and_output_path(small_demo: Path, tmp_path: Path) -> None:
+    with pytest.raises(SpeechfmError, match="unknown prepare settings"):
+        PrepareConfig.from_dict({"vad_mode": "x"})
+    with pytest.raises(SpeechfmError, match="':'"):
+        prepare(small_demo / "archive", tmp_path / "a:b", PrepareConfig())
+
+
+@pytest.mark.slow
+def test_slurm_array_gives_the_local_manifests(prepared: Path, small_demo: Path, tmp_path: Path,
+                                               slurm_cluster) -> None:
+    out = tmp_path / "slurm_out"
+    site = ROOT / "pipelines" / "sites" / "local-slurm.yaml"
+    proc = run_speechfm("prepare", small_demo / "archive", "--out", out, "--slurm", "--site",
+                        site, env={"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]})
+    assert proc.returncode == 0, proc.stderr
+    assert '"built": 8' in proc.stdout, proc.stdout + proc.stderr
+    assert manifest_bodies(out) == manifest_bodies(prepared)
+    logs = list((out / "slurm").rglob("*_log.out"))
+    assert len(logs) == 4  # 8 units, 2 per array task
+    for shard in sorted(prepared.rglob("*.tar")):
+        assert shard.read_bytes() == (out / shard.relative_to(prepared)).read_bytes()
+
+
+def start_prepare(archive: Path, out: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    return subprocess.Popen([sys.executable, "-m", "speechfm", "prepare", str(archive), "--out",
+                             str(out), "--workers", "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
+    """SIGKILL the prepare process (its workers die with it) as soon as `ready()` holds."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, "prepare finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_uninterrupted(prepared: Path, small_demo: Path,
+                                                 tmp_path: Path) -> None:
+    archive, clean = small_demo / "archive", prepared
+    out = tmp_path / "killed"
+    # 1st kill: while a shard is half written, before any unit is complete
+    proc = start_prepare(archive, out)
+    kill_when(proc, lambda: any(p.stat().st_size > 0 for p in out.rglob("*.tar.part")))
+    assert not (out / "manifests").exists()
+    # 2nd kill: after some units completed, others not
+    proc = start_prepare(archive, out)
+    kill_when(proc, lambda: 1 <= len(list(out.rglob("*.done.json"))))
+    done_before = len(list(out.rglob("*.done.json")))
+    assert done_before < 8
+    time.sleep(0.5)  # workers must be gone: nothing may change after the kill
+    assert len(list(out.rglob("*.done.json"))) == done_before
+    proc = run_speechfm("prepare", archive, "--out", out, "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["built"] == 8 - done_before
+    assert manifest_bodies(out) == manifest_bodies(clean)
+    assert not list(out.rglob("*.part"))
+    for shard in sorted(out.rglob("*.tar")):
+        with tarfile.open(shard) as tar:
+            names = [m.name for m in tar.getmembers()]
+        assert len(names) == len(set(names)), f"duplicate members in {shard}"
+        assert shard.read_bytes() == (clean / shard.relative_to(out)).read_bytes()
+    assert run_speechfm("verify", out).returncode == 0
