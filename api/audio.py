@@ -11,6 +11,7 @@ import numpy as np
 from api.errors import ApiError, LimitExceeded
 from speechfm.constants import MAX_SEGMENT_SECONDS, SAMPLE_RATE
 from speechfm.errors import require_tool
+from speechfm.prepare.config import PrepareConfig
 
 log = logging.getLogger(__name__)
 
@@ -21,11 +22,8 @@ DEMUXERS = (
 """Containers ffmpeg may open from an upload. Playlists (hls, concat) are excluded: they could
 make ffmpeg read other files or URLs."""
 
-VAD_FRAME_MS = 30
-VAD_AGGRESSIVENESS = 2
-VAD_MIN_GAP_S = 0.3
-VAD_MIN_SPEECH_S = 0.2
-VAD_PAD_S = 0.1
+VAD = PrepareConfig(vad="webrtc", webrtc_aggressiveness=2)
+"""The service cuts with webrtcvad (fast; music kept costs only compute) and prepare's smoothing."""
 
 
 def decode(path: Path, max_seconds: float, limit: str = "max_audio_seconds") -> np.ndarray:
@@ -56,46 +54,27 @@ def decode(path: Path, max_seconds: float, limit: str = "max_audio_seconds") -> 
 
 def split_speech(audio: np.ndarray, max_seconds: float = MAX_SEGMENT_SECONDS,
                  ) -> list[tuple[float, float]]:
-    """Speech chunks (start, end) in seconds, each <= `max_seconds`, found with webrtcvad.
+    """Speech chunks (start, end) in seconds, each <= `max_seconds`, by the shared VAD of
+    `speechfm prepare` (its frame decisions and smoothing, in the mode of `VAD`).
 
-    Audio no longer than `max_seconds` is one chunk (nothing dropped). Longer audio: speech frames
-    are smoothed (short gaps filled, blips dropped, padded), neighbouring regions merged while the
-    chunk stays within the limit, and regions longer than the limit cut evenly.
+    Audio no longer than `max_seconds` is one chunk (nothing dropped). Longer audio: neighbouring
+    speech regions are merged while the chunk stays within the limit, regions longer than the limit
+    are cut evenly, and no piece is dropped for being short (unlike training segments).
     """
+    from speechfm.prepare.vad import frame_decisions, speech_regions
+
     duration = audio.size / SAMPLE_RATE
     if duration <= max_seconds:
         return [(0.0, duration)]
-    regions = _speech_regions(audio)
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    flags, step = frame_decisions(pcm, VAD)
     chunks: list[tuple[float, float]] = []
-    for start, end in regions:
+    for a, b in speech_regions(flags, step, pcm.size, VAD):
+        start, end = a / SAMPLE_RATE, b / SAMPLE_RATE
         if chunks and end - chunks[-1][0] <= max_seconds:
             chunks[-1] = (chunks[-1][0], end)
             continue
         pieces = int(np.ceil((end - start) / max_seconds))
-        step = (end - start) / pieces
-        chunks.extend((start + i * step, start + (i + 1) * step) for i in range(pieces))
+        step_s = (end - start) / pieces
+        chunks.extend((start + i * step_s, start + (i + 1) * step_s) for i in range(pieces))
     return [(round(s, 3), round(e, 3)) for s, e in chunks]
-
-
-def _speech_regions(audio: np.ndarray) -> list[tuple[float, float]]:
-    """webrtcvad speech regions in seconds, smoothed."""
-    import webrtcvad
-
-    vad = webrtcvad.Vad(VAD_AGGRESSIVENESS)
-    frame = SAMPLE_RATE * VAD_FRAME_MS // 1000
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
-    flags = [vad.is_speech(pcm[i : i + frame].tobytes(), SAMPLE_RATE)
-             for i in range(0, pcm.size - frame + 1, frame)]
-    step = VAD_FRAME_MS / 1000
-    duration = audio.size / SAMPLE_RATE
-    regions: list[list[float]] = []
-    for i, speech in enumerate(flags):
-        if not speech:
-            continue
-        t = i * step
-        if regions and t - regions[-1][1] < VAD_MIN_GAP_S:
-            regions[-1][1] = t + step
-        else:
-            regions.append([t, t + step])
-    return [(max(0.0, s - VAD_PAD_S), min(duration, e + VAD_PAD_S))
-            for s, e in regions if e - s >= VAD_MIN_SPEECH_S]
