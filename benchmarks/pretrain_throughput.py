@@ -151,16 +151,19 @@ def flops_per_audio_second(preset: str, seconds: float, device: str = "cuda") ->
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--cpu-updates", type=int, default=30)
+    parser.add_argument("--cpu-updates", type=int, default=30, help="0 skips the CPU part")
     parser.add_argument("--gpu-updates", type=int, default=40)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="speechfm-bench-") as tmp:
         work = Path(tmp)
-        print(f"CPU: {os.cpu_count()} cores; tiny preset, {args.cpu_updates} updates", flush=True)
-        cpu_data = synthetic_shards(work / "cpu-data", clips=24, seconds=3.0)
-        measure("tiny-cpu", "tiny", cpu_data, work, "cpu", 2.0,
-                [f"optimization.max_update={args.cpu_updates}", "dataset.disable_validation=true",
-                 "checkpoint.no_save=true", "common.log_interval=5"])
+        if args.cpu_updates:
+            print(f"CPU: {os.cpu_count()} cores; tiny preset, {args.cpu_updates} updates",
+                  flush=True)
+            cpu_data = synthetic_shards(work / "cpu-data", clips=24, seconds=3.0)
+            measure("tiny-cpu", "tiny", cpu_data, work, "cpu", 2.0,
+                    [f"optimization.max_update={args.cpu_updates}",
+                     "dataset.disable_validation=true", "checkpoint.no_save=true",
+                     "common.log_interval=5"])
         if args.device == "cuda":
             import torch
 

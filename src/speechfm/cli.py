@@ -22,6 +22,9 @@ COMMANDS: dict[str, str] = {
     "prepare": "speechfm.prepare.command",
     "verify": "speechfm.prepare.verify_command",
     "pretrain": "speechfm.pretrain.command",
+    "register": "speechfm.register.command",
+    "lur": "speechfm.interpret.command",
+    "lur-plot": "speechfm.interpret.plot_command",
     "serve": "speechfm.serve.command",
 }
 

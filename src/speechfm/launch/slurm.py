@@ -11,32 +11,19 @@ from pathlib import Path
 from typing import Any
 
 from speechfm.errors import SpeechfmError, require_tool
+from speechfm.sites import site_file
 from speechfm.launch.job import FairseqJob
 
 log = logging.getLogger(__name__)
 
-SITES_DIR = Path("pipelines") / "sites"
-CHECKOUT_ROOT = Path(__file__).resolve().parents[3]
 SCRIPT_NAME = "job.sbatch"
-
-
-def site_dirs() -> list[Path]:
-    """Where site files are looked up: the current project, then this checkout."""
-    return [Path.cwd() / SITES_DIR, CHECKOUT_ROOT / SITES_DIR]
 
 
 def load_site(name: str, section: str = "train") -> dict[str, Any]:
     """The `section` of a site file, by name (`lumi`) or path; it must say its `executor`."""
     import yaml
 
-    path = Path(name)
-    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
-        candidates = [d / f"{name}.yaml" for d in site_dirs()]
-        found = [p for p in candidates if p.is_file()]
-        if not found:
-            known = sorted({p.stem for d in site_dirs() if d.is_dir() for p in d.glob("*.yaml")})
-            raise SpeechfmError(f"unknown site '{name}'", hint=f"known sites: {', '.join(known)}")
-        path = found[0]
+    path = site_file(name)
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     settings = data.get(section)
     if not isinstance(settings, dict) or settings.get("executor") not in ("local", "slurm"):

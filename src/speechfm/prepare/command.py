@@ -15,8 +15,9 @@ log = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("archive", type=Path, help="archive root (channel/YYYY/MM/DD/*.ts)")
     p.add_argument("--out", type=Path, required=True, help="output dataset folder")
-    p.add_argument("--site", type=Path, default=None,
-                   help="site YAML whose 'prepare:' section sets defaults (pipelines/sites/*.yaml)")
+    p.add_argument("--site", default=None,
+                   help="site profile (local, local-slurm, lumi) or YAML file whose 'prepare:' "
+                        "section sets defaults (pipelines/sites/*.yaml)")
     p.add_argument("--workers", type=int, default=None, help="local worker processes")
     p.add_argument("--unit", choices=("day", "month", "year"), default=None,
                    help="one shard group per channel x UNIT (default month)")
@@ -28,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="validation hours per channel (default 2)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--slurm", action="store_true",
-                   help="build units as Slurm array tasks through submitit (site 'slurm' keys)")
+                   help="build units as Slurm array tasks through submitit (site 'slurm' keys); "
+                        "also when the site's prepare section says executor: slurm")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     config = PrepareConfig.from_dict(settings, source=args.site)
     workers = args.workers or int(site.get("workers", 1))
     build = None
-    if args.slurm:
+    if args.slurm or site.get("executor") == "slurm":
         from speechfm.prepare.slurm import slurm_builder
 
         build = slurm_builder(site.get("slurm", {}), args.out)

@@ -5,6 +5,7 @@ driver waits for them, then the usual merge writes the manifests. Units are buil
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from speechfm.prepare.units import process_unit
 
 log = logging.getLogger(__name__)
 
+SUBMITIT_LOG_ENV = "SUBMITIT_LOG_LEVEL"
 LOG_DIR = "slurm"  # under the output folder: submitit's scripts, pickles and logs
 
 
@@ -24,6 +26,24 @@ def run_units(archive: Path, out: Path, units: list[Unit], config: PrepareConfig
     for unit in units:
         process_unit(archive, out, unit, config)
     return len(units)
+
+
+def _import_submitit():
+    """submitit, logging through our handlers (stderr) instead of its own stdout handler, which
+    would mix into the command's JSON summary; its per-poll sacct warnings (clusters without
+    accounting) are kept out unless debugging."""
+    saved = os.environ.get(SUBMITIT_LOG_ENV)
+    os.environ[SUBMITIT_LOG_ENV] = "NOCONFIG"
+    try:
+        import submitit
+    finally:  # the jobs inherit the environment: leave it as it was
+        if saved is None:
+            os.environ.pop(SUBMITIT_LOG_ENV)
+        else:
+            os.environ[SUBMITIT_LOG_ENV] = saved
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("submitit").setLevel(logging.ERROR)
+    return submitit
 
 
 def slurm_builder(site: dict[str, Any], out: Path
@@ -35,7 +55,7 @@ def slurm_builder(site: dict[str, Any], out: Path
     params = dict(site.get("executor", {}))
 
     def build(archive: Path, out_: Path, units: list[Unit], config: PrepareConfig) -> None:
-        import submitit
+        submitit = _import_submitit()
 
         executor = submitit.SlurmExecutor(folder=out_ / LOG_DIR / "%j", max_num_timeout=0)
         executor.update_parameters(job_name="speechfm-prepare", **params)

@@ -49,6 +49,7 @@ def verify(out: Path) -> tuple[int, list[str]]:
     if not manifest_files:
         problems.append(f"{out / MANIFESTS_DIR}: no manifests")
     handles: dict[str, BinaryIO] = {}
+    checked = 0
     with ExitStack() as stack:
         for manifest in manifest_files:
             checked += _check_manifest(manifest, root, index, handles, stack, problems)

@@ -44,7 +44,7 @@ def synthesize(out: Path, config: SynthConfig, jobs: int = 2) -> dict:
     wanted = asdict(config)
     if stamp.exists():
         previous = json.loads(stamp.read_text())
-        if previous != wanted:
+        if previous != wanted and not previous.get("skipped"):
             raise SpeechfmError(
                 "this folder holds a demo made with other settings", stamp,
                 hint="choose another --out or delete the folder",

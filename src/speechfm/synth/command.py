@@ -23,10 +23,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--valid", type=int, default=60, help="labeled validation utterances")
     p.add_argument("--test", type=int, default=60, help="labeled test utterances")
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
+    p.add_argument("--only-for", type=Path, metavar="ARCHIVE",
+                   help="generate only if ARCHIVE is this demo's archive (OUT/archive); otherwise "
+                        "write OUT/synth.json saying the demo was skipped (dvc.yaml uses this so "
+                        "that a real archive skips the demo stage)")
 
 
 def run(args: argparse.Namespace) -> int:
     from speechfm.synth import SynthConfig, synthesize
+
+    if args.only_for is not None and args.only_for.resolve() != (args.out / "archive").resolve():
+        args.out.mkdir(parents=True, exist_ok=True)
+        note = {"skipped": True, "archive": str(args.only_for),
+                "reason": "a real archive is configured; the demo is not needed"}
+        (args.out / "synth.json").write_text(json.dumps(note, indent=1) + "\n")
+        print(json.dumps(note, indent=1))
+        return 0
 
     config = SynthConfig(
         seed=args.seed, channels=args.channels, start=args.start, days=args.days,

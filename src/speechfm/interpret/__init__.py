@@ -1,0 +1,1 @@
+"""Interpretation: Integrated Gradients for every transformer layer and the Layer Utilization Rate."""

@@ -1,0 +1,78 @@
+"""CLI verb `speechfm lur`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+HELP = "Layer Utilization Rate of a wav2vec2 CTC model from Integrated Gradients of every layer."
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, required=True,
+                   help="transformers wav2vec2 CTC model folder (model + processor)")
+    p.add_argument("--data", type=Path, required=True,
+                   help="test utterances: a labeled TSV, a fairseq manifest or a folder of audio")
+    p.add_argument("--out", type=Path, default=None,
+                   help="report folder (default: reports/lur/<model folder name>)")
+    p.add_argument("--layers", default="all", help="'all' or 1-based layers, e.g. '1,3,5-8'")
+    p.add_argument("--steps", type=int, default=50, help="IG interpolation steps")
+    p.add_argument("--method", default="gausslegendre",
+                   help="IG quadrature, as captum names it (gausslegendre, riemann_trapezoid, ...)")
+    p.add_argument("--chunk", type=int, default=0,
+                   help="interpolation steps per forward (default 0: as many as ~2 GB of "
+                        "activations allow; lower it if memory runs out)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--limit", type=int, default=None,
+                   help="stop after this many utterances (continue later with --resume)")
+    p.add_argument("--save-every", type=int, default=10,
+                   help="save the running sums every N utterances")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the analysis saved in the report folder")
+    p.add_argument("--experiment", default="lur", help="MLflow experiment")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from speechfm.errors import SpeechfmError
+    from speechfm.interpret.lur import LurRun, analyse
+    from speechfm.tracking import start_run
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    elif device.startswith("cuda") and not torch.cuda.is_available():
+        raise SpeechfmError(f"--device {device}: no CUDA device is available", hint="use --device cpu")
+    if args.steps < 2 or args.chunk < 0 or args.save_every < 1:
+        raise SpeechfmError("--steps must be >= 2, --save-every >= 1 and --chunk >= 0")
+    out = args.out or Path("reports/lur") / args.model.resolve().name
+    cfg = LurRun(model_dir=args.model, data=args.data, out=out, layers=args.layers,
+                 steps=args.steps, method=args.method, chunk=args.chunk, device=device,
+                 dtype=args.dtype, save_every=args.save_every, limit=args.limit,
+                 resume=args.resume)
+    report = analyse(cfg)
+    params = {"model": report["model_path"], "data": report["data"],
+              "utterances": report["utterances"], **report["settings"]}
+    with start_run(args.experiment, run_name=f"lur-{report['model']}", params=params,
+                   uri=args.tracking_uri) as mlrun:
+        import mlflow
+
+        for layer, value in zip(report["layers"], report["lur"]):
+            mlflow.log_metric("lur", value, step=layer)
+        mlflow.log_metric("completeness_error_max", report["completeness_error"]["max"])
+        for name in ("lur.json", "lur.svg", "lur.png"):
+            mlflow.log_artifact(str(out / name))
+        run_id = mlrun.info.run_id
+    summary = {"report": str(out), "mlflow_run": run_id, "utterances": report["utterances"],
+               "lur": dict(zip(report["layers"], [round(v, 2) for v in report["lur"]])),
+               "completeness_error_max": report["completeness_error"]["max"]}
+    print(json.dumps(summary, indent=1))
+    return 0

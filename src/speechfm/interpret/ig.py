@@ -1,0 +1,135 @@
+"""Integrated Gradients of a wav2vec2 CTC model with respect to the output of each transformer layer.
+
+One utterance at a time: one forward of the audio and one of zero audio record every layer's output;
+for layer l only the layers above l run again, on all interpolation steps in one batch, and one
+backward per predicted character gives that character's gradients (the forward is shared by all
+characters). This is exactly what captum's `LayerIntegratedGradients` computes per layer and
+target, without recomputing the network below l for every step and every target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from speechfm.errors import SpeechfmError
+
+METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
+"""Quadrature rules of the path integral (the names and rules of captum; captum's default first)."""
+
+CHUNK_MEMORY_BYTES = 2 * 1024**3
+"""Activation memory one chunk of interpolation steps may hold for the backward (auto chunk size)."""
+
+
+def quadrature(method: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(alphas, weights) of the interpolation path, as captum's IG uses them for `method`."""
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    if method not in METHODS:
+        raise SpeechfmError(f"unknown IG method '{method}'", hint=f"choose one of {', '.join(METHODS)}")
+    weights_of, alphas_of = approximation_parameters(method)
+    alphas = torch.tensor([float(a) for a in alphas_of(steps)], dtype=torch.float64)
+    # captum casts the step weights to float32 before scaling the gradients; do the same.
+    weights = torch.tensor([float(w) for w in weights_of(steps)], dtype=torch.float32)
+    return alphas, weights.double()
+
+
+@dataclass
+class UtteranceForward:
+    """What the two plain forwards of one utterance give: predictions and every layer's output."""
+
+    logits: torch.Tensor  # [T, V] of the audio
+    baseline_logits: torch.Tensor  # [T, V] of zero audio of the same length
+    predicted: torch.Tensor  # [T] greedy (arg-max) token per frame
+    layers: list[torch.Tensor]  # per layer, [T, H] output for the audio
+    baseline_layers: list[torch.Tensor]  # per layer, [T, H] output for zero audio
+
+
+class LayerTop:
+    """The part of a `Wav2Vec2ForCTC` above a transformer layer: the remaining layers, the final
+    layer norm (stable-layer-norm models), the adapter (if any) and the CTC head."""
+
+    def __init__(self, model: nn.Module):
+        if not hasattr(model, "wav2vec2") or not hasattr(model, "lm_head"):
+            raise SpeechfmError(f"{type(model).__name__} is not a wav2vec2 CTC model",
+                                hint="expected a transformers Wav2Vec2ForCTC")
+        self.model = model
+        self.encoder = model.wav2vec2.encoder
+        self.layers = list(self.encoder.layers)
+        stable = type(self.encoder).__name__.endswith("StableLayerNorm")
+        self.final_norm = self.encoder.layer_norm if stable else None
+        self.adapter = getattr(model.wav2vec2, "adapter", None)
+
+    def __call__(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, V] from the output [B, T, H] of transformer layer `layer` (0-based)."""
+        for block in self.layers[layer + 1:]:
+            hidden = block(hidden, attention_mask=None)
+        if self.final_norm is not None:
+            hidden = self.final_norm(hidden)
+        if self.adapter is not None:
+            hidden = self.adapter(hidden)
+        return self.model.lm_head(self.model.dropout(hidden))
+
+
+@torch.no_grad()
+def forward_utterance(model: nn.Module, input_values: torch.Tensor) -> UtteranceForward:
+    """Run the audio and zero audio (the IG baseline) once, recording every layer's output."""
+    layers = model.wav2vec2.encoder.layers
+    outputs: list[torch.Tensor] = []
+    hooks = [block.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for block in layers]
+    try:
+        both = torch.stack([input_values, torch.zeros_like(input_values)])
+        logits = model(both).logits
+    finally:
+        for hook in hooks:
+            hook.remove()
+    if len(outputs) != len(layers):
+        raise SpeechfmError(f"{len(outputs)} of {len(layers)} transformer layers ran",
+                            hint="the model must be in eval mode (no layer drop)")
+    return UtteranceForward(
+        logits=logits[0], baseline_logits=logits[1], predicted=logits[0].argmax(-1),
+        layers=[out[0] for out in outputs], baseline_layers=[out[1] for out in outputs],
+    )
+
+
+def targets_of(predicted: torch.Tensor, blank: int) -> list[int]:
+    """The distinct predicted tokens of an utterance, blank (CTC's pad) left out, in id order."""
+    return [t for t in torch.unique(predicted).tolist() if t != blank]
+
+
+def auto_chunk(top: LayerTop, layer: int, frames: int, steps: int, itemsize: int) -> int:
+    """Interpolation steps per forward so that the saved activations of the layers above `layer`
+    stay near CHUNK_MEMORY_BYTES (about 10 hidden-sized and 2 feed-forward-sized tensors a layer)."""
+    config = top.model.config
+    per_layer = frames * (10 * config.hidden_size + 2 * config.intermediate_size) * itemsize
+    per_step = max(1, len(top.layers) - 1 - layer) * per_layer
+    return max(1, min(steps, CHUNK_MEMORY_BYTES // per_step))
+
+
+def layer_attributions(
+    top: LayerTop, layer: int, act: torch.Tensor, baseline: torch.Tensor, targets: list[int],
+    alphas: torch.Tensor, weights: torch.Tensor, chunk: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """IG attributions [K, T, H] of layer `layer`'s output for each target's logit summed over
+    frames, and each target's score at the baseline [K] (for the completeness check).
+
+    The path `baseline + alpha * (act - baseline)` is evaluated `chunk` steps per forward; each
+    forward serves all K targets through one backward per target (0: chunk from the memory budget)."""
+    dtype = act.dtype
+    chunk = chunk or auto_chunk(top, layer, act.shape[0], len(alphas), act.element_size())
+    delta = act - baseline
+    index = torch.tensor(targets, device=act.device)
+    grads = torch.zeros((len(targets),) + act.shape, dtype=torch.float64, device=act.device)
+    a64, w64 = alphas.to(act.device), weights.to(act.device)
+    for start in range(0, len(alphas), chunk):
+        a = a64[start:start + chunk]
+        path = (baseline + a.to(dtype)[:, None, None] * delta).requires_grad_(True)
+        scores = top(layer, path)[:, :, index].sum(1)  # [steps, K]
+        for k in range(len(targets)):
+            (grad,) = torch.autograd.grad(scores[:, k].sum(), path, retain_graph=k < len(targets) - 1)
+            grads[k] += torch.einsum("s,sth->th", w64[start:start + chunk], grad.double())
+    with torch.no_grad():
+        base_scores = top(layer, baseline[None])[0][:, index].sum(0)
+    return (grads * delta.double()).to(dtype), base_scores
