@@ -1,7 +1,7 @@
 """Attribution of one uploaded clip: per-layer Integrated Gradients summary and per-layer LUR.
 
-Runs as a job (id + status) because it takes many forward/backward passes. The IG itself is
-`attribute_clip`, the one place to swap in the batched `speechfm.interpret` library.
+Runs as a job (id + status) because it takes many forward/backward passes. `attribute_clip` is
+the one place that calls the `lur` stage's library (`speechfm.interpret`).
 """
 
 from __future__ import annotations
@@ -23,70 +23,66 @@ from api.registry import LoadedModel
 log = logging.getLogger(__name__)
 
 DEFAULT_STEPS = 20
+METHOD = "gausslegendre"
 MAX_STEPS = 100
 
 
 def attribute_clip(model: LoadedModel, audio: np.ndarray, steps: int = DEFAULT_STEPS,
                    progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
-    """IG (zero-audio baseline, captum LayerIntegratedGradients) of each predicted character's
-    logit summed over frames w.r.t. each transformer layer's output, for one clip.
+    """Per-layer IG summary and LUR of one clip, computed by the `lur` stage's library
+    (`speechfm.interpret`: zero-audio baseline, each predicted character's logit summed over
+    frames, w.r.t. every transformer layer's output, Gauss-Legendre steps as captum's default).
 
     Per layer: the share of neurons relevant for at least one character (mean attribution over the
-    character's frames above +std or below -std across neurons), per-character counts, the mean
-    absolute attribution and IG's completeness error. Layers run one at a time under the model's
-    lock, so transcription batches interleave with a long attribution.
+    character's frames above +std or below -std across neurons), per-character counts and IG's
+    completeness error. Runs under the model's lock (no transcription batch meanwhile).
     """
     import torch
-    from captum.attr import LayerIntegratedGradients
+
+    from speechfm.interpret import ig
+    from speechfm.interpret.lur import (
+        LurState,
+        accumulate_utterance,
+        layer_utilization,
+        relevant_neurons,
+    )
 
     net = model.model
+    config = net.config
+    layers = list(range(len(net.wav2vec2.encoder.layers)))
     x = model.processor.feature_extractor(audio, sampling_rate=16000,
-                                          return_tensors="pt").input_values
-    with model.lock, torch.inference_mode():
-        pred = net(x).logits.argmax(-1)[0]
-    pad = model.processor.tokenizer.pad_token_id
-    chars = [int(c) for c in torch.unique(pred) if int(c) != pad]
-    layers = list(net.wav2vec2.encoder.layers)
-    vocab = model.processor.tokenizer.convert_ids_to_tokens(chars)
-    result: dict[str, Any] = {
-        "model": model.name, "seconds": round(audio.size / 16000, 3), "steps": steps,
-        "method": "captum LayerIntegratedGradients, zero-audio baseline",
-        "characters": vocab, "layers": [],
-    }
+                                          return_tensors="pt").input_values[0]
+    state = LurState(layers=layers, hidden=config.hidden_size, vocab=config.vocab_size)
+    alphas, weights = ig.quadrature(METHOD, steps)
 
-    def forward(inputs: torch.Tensor) -> torch.Tensor:
-        return net(inputs).logits.sum(dim=1)  # one score per character per batch item
+    class Progress:  # the library reports one step per layer done
+        done = 0
 
-    for index, layer in enumerate(layers):
-        summary: dict[str, Any] = {"layer": index + 1, "hidden": net.config.hidden_size}
-        if chars:
-            inputs = x.expand(len(chars), -1)
-            with model.lock:
-                attr, delta = LayerIntegratedGradients(forward, layer).attribute(
-                    inputs, baselines=torch.zeros_like(inputs), target=chars, n_steps=steps,
-                    internal_batch_size=steps, return_convergence_delta=True)
-            attr = (attr[0] if isinstance(attr, (tuple, list)) else attr).detach()
-            relevant = torch.zeros(attr.shape[-1], dtype=torch.bool)
-            per_char = {}
-            for k, (char, token) in enumerate(zip(chars, vocab)):
-                mean = attr[k, pred == char].mean(dim=0)
-                mask = (mean > mean.std()) | (mean < -mean.std())
-                per_char[token] = int(mask.sum())
-                relevant |= mask
-            scale = attr.sum(dim=(1, 2)).abs().clamp_min(1e-12)
-            summary.update(
-                lur_percent=round(100 * float(relevant.float().mean()), 3),
-                relevant_per_character=per_char,
-                mean_abs_attribution=float(attr.abs().mean()),
-                completeness_error=float((delta.abs() / scale).max()),
-            )
-        else:
-            summary.update(lur_percent=0.0, relevant_per_character={},
-                           mean_abs_attribution=0.0, completeness_error=0.0)
-        result["layers"].append(summary)
-        if progress:
-            progress(index + 1, len(layers))
-    return result
+        def update(self, n: int) -> None:
+            self.done += n
+            if progress:
+                progress(self.done, len(layers))
+
+    with model.lock, torch.enable_grad():
+        accumulate_utterance(state, ig.LayerTop(net), net, x, alphas, weights,
+                             config.pad_token_id, progress=Progress())
+    tokens = model.processor.tokenizer.convert_ids_to_tokens(list(range(config.vocab_size)))
+    seen = [c for c in range(config.vocab_size) if state.counts[0, c] > 0]
+    errors = np.array(state.completeness) if state.completeness else np.zeros(len(layers))
+    errors = errors.reshape(len(layers), -1) if seen else np.zeros((len(layers), 1))
+    result_layers = []
+    for i, lur in enumerate(layer_utilization(state)):
+        relevant = relevant_neurons(state.sums[i], state.counts[i]).sum(axis=1)
+        means = state.sums[i, seen] / np.maximum(state.counts[i, seen, None], 1)
+        result_layers.append({
+            "layer": i + 1, "hidden": config.hidden_size, "lur_percent": round(lur, 3),
+            "relevant_per_character": {tokens[c]: int(relevant[c]) for c in seen},
+            "mean_abs_attribution": float(np.abs(means).mean()) if seen else 0.0,
+            "completeness_error": float(errors[i].max()),
+        })
+    return {"model": model.name, "seconds": round(audio.size / 16000, 3), "steps": steps,
+            "method": f"speechfm.interpret layer IG ({METHOD}), zero-audio baseline",
+            "characters": [tokens[c] for c in seen], "layers": result_layers}
 
 
 @dataclass
