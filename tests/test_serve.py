@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, require
+from tests.conftest import ROOT, require, run_speechfm
 
 TOKEN = "test-token-0123456789"
 MAX_UPLOAD_BYTES = 3 * 1024 * 1024
@@ -54,19 +54,6 @@ def write_report(folder: Path, model: str, lur: list[float]) -> None:
     for suffix in ("svg", "png"):
         fig.savefig(folder / f"lur.{suffix}")
     plt.close(fig)
-
-
-def register_in_mlflow(model_dir: Path, uri: str, name: str, artifacts: Path) -> None:
-    """Log the model folder as run artifacts and register it, as a fine-tuning run would."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.create_experiment("serve-test", artifact_location=artifacts.as_uri())
-    run = client.create_run(experiment)
-    client.log_artifacts(run.info.run_id, str(model_dir), "model")
-    client.set_terminated(run.info.run_id)
-    client.create_registered_model(name)
-    client.create_model_version(name, f"{run.info.artifact_uri}/model", run.info.run_id)
 
 
 @pytest.fixture(scope="module")
@@ -108,9 +95,19 @@ def service(tiny_ctc_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         shutil.copy(tiny_ctc_model_dir / f, models / "pickled" / f)
     (models / "pickled" / "pytorch_model.bin").write_bytes(b"not loaded")
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    register_in_mlflow(tiny_ctc_model_dir, uri, "tiny-registered", tmp / "artifacts")
+    # the pipeline's own steps: `speechfm register` puts the model into MLflow, `speechfm lur`
+    # writes a report (both with cwd=tmp so MLflow artifacts land there)
+    done = run_speechfm("register", models / "tiny", "--name", "tiny-registered",
+                        "--tracking-uri", uri, cwd=tmp)
+    assert done.returncode == 0, done.stderr
+    data = tmp / "lur-data"
+    data.mkdir()
+    for i, freq in enumerate((300, 520)):
+        ffmpeg("-f", "lavfi", "-i", f"sine=f={freq}:d=1", "-ar", "16000", str(data / f"u{i}.flac"))
     reports = tmp / "reports"
-    write_report(reports / "tiny-lur", "tiny", [81.2, 64.5])
+    done = run_speechfm("lur", "--model", models / "tiny", "--data", data, "--out",
+                        reports / "tiny-lur", "--steps", "4", "--tracking-uri", uri, cwd=tmp)
+    assert done.returncode == 0, done.stderr
     write_report(reports / "base-lur", "base", [70.0, 72.5, 60.1])
     token_file = tmp / "token"
     token_file.write_text(TOKEN + "\n")
@@ -265,8 +262,10 @@ def test_reports_list_json_plots_and_page(service) -> None:
     base, _ = service
     reports = {r["name"]: r for r in httpx.get(f"{base}/v1/reports").json()["reports"]}
     assert set(reports) == {"tiny-lur", "base-lur"}
-    assert reports["tiny-lur"]["model"] == "tiny"
-    assert reports["tiny-lur"]["lur_percent"] == [81.2, 64.5]
+    tiny = json.loads(httpx.get(f"{base}/v1/reports/tiny-lur").content)  # as `speechfm lur` wrote it
+    assert reports["tiny-lur"]["model"] == tiny["model"] == "tiny"
+    assert reports["tiny-lur"]["layers"] == tiny["layers"] == [1, 2]
+    assert reports["tiny-lur"]["lur_percent"] == tiny["lur"]
     assert reports["base-lur"]["layers"] == [1, 2, 3]
     data = httpx.get(f"{base}/v1/reports/base-lur").json()
     assert data["lur"] == [70.0, 72.5, 60.1] and data["settings"] == {"steps": 50}
