@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "lur": "speechfm.interpret.command",
     "lur-plot": "speechfm.interpret.plot_command",
     "register": "speechfm.register.command",
+    "serve": "speechfm.serve.command",
 }
 
 log = logging.getLogger("speechfm")

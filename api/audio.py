@@ -1,0 +1,80 @@
+"""Decoding uploads with ffmpeg and splitting long audio into <= 30 s speech chunks."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from api.errors import ApiError, LimitExceeded
+from speechfm.constants import MAX_SEGMENT_SECONDS, SAMPLE_RATE
+from speechfm.errors import require_tool
+from speechfm.prepare.config import PrepareConfig
+
+log = logging.getLogger(__name__)
+
+DEMUXERS = (
+    "wav,w64,flac,mp3,ogg,matroska,webm,mov,aac,mpegts,aiff,au,caf,amr,wv,ape,asf,"
+    "flv,avi,mpeg,opus,ac3,eac3,dts,tta,voc,gsm,mp2"
+)
+"""Containers ffmpeg may open from an upload. Playlists (hls, concat) are excluded: they could
+make ffmpeg read other files or URLs."""
+
+VAD = PrepareConfig(vad="webrtc", webrtc_aggressiveness=2)
+"""The service cuts with webrtcvad (fast; music kept costs only compute) and prepare's smoothing."""
+
+
+def decode(path: Path, max_seconds: float, limit: str = "max_audio_seconds") -> np.ndarray:
+    """Decode any audio ffmpeg reads to 16 kHz mono float32; 422 if it is not audio, 413 if longer
+    than `max_seconds` (decoding stops just past the limit, so long files cost little)."""
+    if path.stat().st_size == 0:
+        raise ApiError(422, "empty_upload", "the uploaded file is empty")
+    cmd = [
+        require_tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
+        "-protocol_whitelist", "file", "-format_whitelist", DEMUXERS,
+        "-i", str(path), "-t", f"{max_seconds + 0.5:.3f}", "-vn", "-sn", "-dn",
+        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, timeout=300, check=False)
+    if proc.returncode != 0:
+        reason = proc.stderr.decode("utf-8", "replace").replace(str(path), "upload")
+        reason = reason.strip().splitlines()
+        raise ApiError(422, "not_audio", "the upload could not be decoded as audio",
+                       detail=(reason[-1] if reason else f"ffmpeg exit {proc.returncode}")[:300])
+    pcm = np.frombuffer(proc.stdout[: len(proc.stdout) // 2 * 2], dtype="<i2")
+    if pcm.size == 0:
+        raise ApiError(422, "no_audio", "the upload holds no decodable audio samples")
+    if pcm.size > max_seconds * SAMPLE_RATE:
+        raise LimitExceeded(limit, max_seconds,
+                            f"audio longer than the limit of {max_seconds:g} s")
+    return pcm.astype(np.float32) / 32768.0
+
+
+def split_speech(audio: np.ndarray, max_seconds: float = MAX_SEGMENT_SECONDS,
+                 ) -> list[tuple[float, float]]:
+    """Speech chunks (start, end) in seconds, each <= `max_seconds`, by the shared VAD of
+    `speechfm prepare` (its frame decisions and smoothing, in the mode of `VAD`).
+
+    Audio no longer than `max_seconds` is one chunk (nothing dropped). Longer audio: neighbouring
+    speech regions are merged while the chunk stays within the limit, regions longer than the limit
+    are cut evenly, and no piece is dropped for being short (unlike training segments).
+    """
+    from speechfm.prepare.vad import frame_decisions, speech_regions
+
+    duration = audio.size / SAMPLE_RATE
+    if duration <= max_seconds:
+        return [(0.0, duration)]
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+    flags, step = frame_decisions(pcm, VAD)
+    chunks: list[tuple[float, float]] = []
+    for a, b in speech_regions(flags, step, pcm.size, VAD):
+        start, end = a / SAMPLE_RATE, b / SAMPLE_RATE
+        if chunks and end - chunks[-1][0] <= max_seconds:
+            chunks[-1] = (chunks[-1][0], end)
+            continue
+        pieces = int(np.ceil((end - start) / max_seconds))
+        step_s = (end - start) / pieces
+        chunks.extend((start + i * step_s, start + (i + 1) * step_s) for i in range(pieces))
+    return [(round(s, 3), round(e, 3)) for s, e in chunks]

@@ -1,0 +1,1 @@
+"""`speechfm serve`: the HTTP service of the `api/` package, run with uvicorn."""

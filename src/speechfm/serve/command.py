@@ -1,0 +1,61 @@
+"""CLI verb `speechfm serve`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "Serve models (transcription, attribution) and LUR reports over HTTP with a web page."
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--models", type=Path, dest="models_dir",
+                   help="folder of fine-tuned model folders (transformers save_pretrained)")
+    p.add_argument("--mlflow-uri", help="MLflow store whose registered models are served "
+                   "(default: $MLFLOW_TRACKING_URI or ./mlflow.db when it exists); 'none' to skip")
+    p.add_argument("--reports", type=Path, dest="reports_dir",
+                   help="folder of LUR report folders written by 'speechfm lur'")
+    p.add_argument("--token-file", type=Path, help="file holding the bearer token for "
+                   "attribution and writes (or set $SPEECHFM_SERVE_TOKEN)")
+    p.add_argument("--preload", action="append", default=None, metavar="MODEL",
+                   help="load this model at start-up (repeatable)")
+    p.add_argument("--max-upload-mb", type=float, help="upload size limit (default 50)")
+    p.add_argument("--max-seconds", type=float, dest="max_audio_seconds",
+                   help="audio duration limit for transcription (default 600)")
+    p.add_argument("--max-batch", type=int, help="clips per forward pass (default 8)")
+    p.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill (default 10)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "int8"],
+                   help="inference precision (int8: dynamic quantization, transcription only)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api import Settings, create_app
+    from speechfm.errors import SpeechfmError
+    from speechfm.tracking import tracking_uri
+
+    token = None
+    if args.token_file:
+        try:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SpeechfmError(f"cannot read the token file: {exc.strerror}",
+                                path=args.token_file) from None
+    mlflow_uri = args.mlflow_uri or tracking_uri()
+    for folder in (args.models_dir, args.reports_dir):
+        if folder is not None and not folder.is_dir():
+            raise SpeechfmError("no such folder", path=folder)
+    settings = Settings.from_env(
+        models_dir=args.models_dir, reports_dir=args.reports_dir, token=token,
+        mlflow_uri=None if mlflow_uri == "none" else mlflow_uri,
+        preload=tuple(args.preload) if args.preload else None,
+        max_upload_bytes=int(args.max_upload_mb * 1024 * 1024) if args.max_upload_mb else None,
+        max_audio_seconds=args.max_audio_seconds, max_batch=args.max_batch,
+        max_wait_ms=args.max_wait_ms, dtype=args.dtype,
+    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
+                timeout_graceful_shutdown=5)
+    return 0

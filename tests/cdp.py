@@ -1,0 +1,105 @@
+"""A small driver for headless Chromium over the DevTools protocol (websocket-client), for tests
+of web pages: evaluate JavaScript, wait for a condition, set a file input, take a screenshot."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Self
+
+import httpx
+import websocket
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--remote-debugging-port=0", "--window-size=1100,1000"]
+
+
+class Chromium:
+    """Headless Chromium showing `url`; stopped (its process group, by PID) on exit."""
+
+    def __init__(self, url: str, profile: Path, timeout: float = 60):
+        self.url, self.profile, self.timeout = url, profile, timeout
+        self._ids = itertools.count(1)
+
+    def __enter__(self) -> Self:
+        self.profile.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}",
+                                      self.url], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            port_file = self.profile / "DevToolsActivePort"
+            deadline = time.monotonic() + self.timeout
+            while not port_file.is_file() or not port_file.read_text().strip():
+                assert self.proc.poll() is None and time.monotonic() < deadline, "no Chromium"
+                time.sleep(0.2)
+            port = int(port_file.read_text().split()[0])
+            while True:
+                pages = [t for t in httpx.get(f"http://127.0.0.1:{port}/json/list").json()
+                         if t["type"] == "page"]
+                if pages:
+                    break
+                assert time.monotonic() < deadline, "Chromium opened no page"
+                time.sleep(0.2)
+            self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"],
+                                                  timeout=self.timeout, suppress_origin=True)
+            self.wait_for("location.href !== 'about:blank' && document.readyState === 'complete'")
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if getattr(self, "ws", None):
+            self.ws.close()
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def send(self, method: str, **params: Any) -> dict:
+        """Send one DevTools command and return its result (events in between are skipped)."""
+        msg_id = next(self._ids)
+        self.ws.send(json.dumps({"id": msg_id, "method": method, "params": params}))
+        while True:
+            reply = json.loads(self.ws.recv())
+            if reply.get("id") == msg_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+
+    def evaluate(self, expression: str) -> Any:
+        result = self.send("Runtime.evaluate", expression=expression, returnByValue=True,
+                           awaitPromise=True)
+        if "exceptionDetails" in result:
+            raise RuntimeError(f"{expression}: {result['exceptionDetails']}")
+        return result["result"].get("value")
+
+    def wait_for(self, expression: str) -> None:
+        """Poll `expression` until it is truthy (errors while the page loads count as false)."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                if self.evaluate(expression):
+                    return
+            except RuntimeError:
+                pass
+            assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+            time.sleep(0.2)
+
+    def set_file(self, selector: str, path: Path) -> None:
+        root = self.send("DOM.getDocument")["root"]["nodeId"]
+        node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        self.send("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
+
+    def screenshot(self, path: Path) -> Path:
+        path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot")["data"]))
+        return path
