@@ -81,7 +81,9 @@ def test_full_pipeline_leaves_a_served_ready_model(project: Path) -> None:
     assert [int(v.version) for v in versions] == [reg["version"]]
     assert (project / "runs/finetune/model/model.safetensors").exists()
     shown = dvc(project, "metrics", "show", "--json")
-    assert "hours_kept" in shown and "cer" in shown
+    assert "hours_kept" in shown and "cer" in shown and "speech_recall" in shown
+    vad = json.loads((project / "data/prepared/vad_quality.json").read_text())
+    assert vad["speech_recall"] > 0.8
 
 
 def test_second_repro_does_nothing(project: Path) -> None:

@@ -51,8 +51,23 @@ def run(args: argparse.Namespace) -> int:
 
         build = slurm_builder(site.get("slurm", {}), args.out)
     summary = prepare(args.archive, args.out, config, workers=workers, build=build)
+    _vad_quality(args.archive, args.out)
     for r in summary["rejects"]:
         log.warning("rejected %s (%s): %s", r["source"], r["action"], r["reason"])
     print(json.dumps({k: v for k, v in summary.items() if k != "rejects"}
                      | {"rejected": [r["source"] for r in summary["rejects"]]}, indent=1))
     return 0
+
+
+def _vad_quality(archive: Path, out: Path) -> None:
+    """With ground truth beside the sources (the demo archive), score the VAD into
+    OUT/vad_quality.json (a DVC metric); real archives have none and get no file."""
+    from speechfm.constants import GROUND_TRUTH_SUFFIX
+
+    if next(archive.rglob(f"*{GROUND_TRUTH_SUFFIX}"), None) is None:
+        return
+    from speechfm.prepare.vadeval import evaluate
+
+    quality = evaluate(archive, out)
+    (out / "vad_quality.json").write_text(json.dumps(quality, indent=1) + "\n", encoding="utf-8")
+    log.info("VAD quality against the ground truth: %s", quality)
