@@ -127,6 +127,9 @@ def train(data: Path, out: Path, preset: dict[str, Any], init: Path | None = Non
     processor = make_processor(data / VOCAB_JSON, do_normalize=wants_normalized_input(init))
     settings = dict(preset["transformers"]) | dict(overrides or {})
     freeze = settings.pop("freeze_feature_encoder", True)
+    # WER stays at 1.0 for a long time in a small model's training while CER falls: such a
+    # preset picks its best checkpoint by CER, or the first (blank-emitting) epoch would win.
+    best_by = settings.pop("metric_for_best_model", "wer")
     model = build_model(init, preset, processor)
     if freeze:
         model.freeze_feature_encoder()
@@ -135,7 +138,7 @@ def train(data: Path, out: Path, preset: dict[str, Any], init: Path | None = Non
     args = TrainingArguments(
         output_dir=str(out / CHECKPOINT_DIR), report_to=[],
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
-        metric_for_best_model="wer", greater_is_better=False, save_total_limit=2,
+        metric_for_best_model=best_by, greater_is_better=False, save_total_limit=2,
         train_sampling_strategy="group_by_length", use_cpu=not torch.cuda.is_available(),
         dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=None,
         # DDP must look for skipped layers only when layerdrop can skip them
@@ -163,8 +166,8 @@ def train(data: Path, out: Path, preset: dict[str, Any], init: Path | None = Non
         trainer.save_model(str(model_dir))
         processor.save_pretrained(str(model_dir))
         write_curve(trainer_curve(trainer.state.log_history), out)
-        log.info("best model (valid WER %.4f) saved to %s", trainer.state.best_metric or math.nan,
-                 model_dir)
+        log.info("best model (valid %s %.4f) saved to %s", best_by.upper(),
+                 trainer.state.best_metric or math.nan, model_dir)
     return model_dir
 
 
