@@ -1,5 +1,6 @@
 """Does the pipeline learn? CER/WER on the demo's held-out test split after `tiny` CTC fine-tuning,
-with a `tiny` fairseq pre-training first and without one (the baseline), same fine-tuning budget.
+with a `tiny` fairseq pre-training first (on the demo archive, through `speechfm prepare`, as the
+main job does) and without one (the baseline), same fine-tuning budget.
 
     python benchmarks/finetune_quality.py [--demo DIR] [--work DIR] [--pretrain-updates N] [--epochs N]
 
@@ -63,9 +64,9 @@ def main() -> int:
           f"train {baseline['train_wall_s']:.0f} s wall, {baseline['train_cpu_s']:.0f} CPU s",
           flush=True)
 
-    from tests.shard_manifest import make_shard_manifest  # the archive's audio as tar shards
-
-    manifest = make_shard_manifest(args.demo, args.work / "shards")
+    prep_wall, _ = speechfm("prepare", args.demo / "archive", "--out", args.work / "prepared")
+    manifest = args.work / "prepared" / "manifests"  # the demo archive's speech, as the main job
+    print(f"prepare of the demo archive: {prep_wall:.0f} s wall", flush=True)
     pre_wall, pre_cpu = speechfm(
         "pretrain", "--preset", "tiny", "--manifest", manifest, "--out", args.work / "pretrain",
         "--cpu", "--tracking-uri", f"sqlite:///{args.work / 'mlflow.db'}",

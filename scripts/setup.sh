@@ -47,6 +47,10 @@ if ! .venv/bin/python -c "import fairseq" 2>/dev/null; then
 fi
 # 3. the project and its dev tools.
 pip -e ".[dev]"
+# pyctcdecode (CTC beam search with an n-gram) declares numpy<2, which would downgrade the numpy
+# torch and pandas are built for; it runs on numpy 2 (tests/test_lm.py), so it goes in without
+# its declared dependencies (pygtrie and kenlm come with the project).
+pip --no-deps pyctcdecode
 # fairseq-fixed pulls torchaudio from PyPI: a CUDA build that cannot load beside the CPU torch and
 # makes transformers fail on import (OSError, not ImportError). Nothing here needs it.
 if .venv/bin/python -m pip show -q torchaudio >/dev/null 2>&1; then

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize(
     "module", ["fairseq", "transformers", "captum", "webrtcvad", "mlflow", "dvc", "silero_vad",
-               "fastapi", "uvicorn", "submitit", "jiwer", "soundfile"],
+               "fastapi", "uvicorn", "submitit", "jiwer", "soundfile", "kenlm", "pyctcdecode"],
 )
 def test_library_imports(module: str) -> None:
     importlib.import_module(module)

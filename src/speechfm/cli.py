@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "export": "speechfm.export.command",
     "finetune": "speechfm.finetune.command",
     "evaluate": "speechfm.evaluate.command",
+    "lm": "speechfm.evaluate.lm_command",
     "lur": "speechfm.interpret.command",
     "lur-plot": "speechfm.interpret.plot_command",
     "register": "speechfm.register.command",

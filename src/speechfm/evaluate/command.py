@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-HELP = "Transcribe test sets with a CTC model (greedy) and score WER/CER."
+HELP = "Transcribe test sets with a CTC model (greedy, or beam search with --lm) and score WER/CER."
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +20,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for hyp_<name>.tsv and metrics.json")
     p.add_argument("--alphabet", help="letters kept by normalisation (default: Finnish)")
     p.add_argument("--keep", default="", help="extra characters kept in references")
+    p.add_argument("--lm", type=Path,
+                   help="n-gram language model (.arpa from 'speechfm lm', or a KenLM binary): "
+                        "beam search instead of greedy decoding")
+    p.add_argument("--alpha", type=float, default=0.5, help="language model weight")
+    p.add_argument("--beta", type=float, default=1.0, help="word insertion bonus")
+    p.add_argument("--beam-width", type=int, default=50, help="beam width")
     p.add_argument("--experiment", default="evaluate", help="MLflow experiment name")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
 
@@ -50,10 +56,14 @@ def run(args: argparse.Namespace) -> int:
 
     sets = test_sets(args.test)
     config = TextConfig(alphabet=args.alphabet or FINNISH_ALPHABET, extra=args.keep)
-    params = {"model": str(args.model.resolve()), "sets": {k: str(v) for k, v in sets.items()}}
+    params = {"model": str(args.model.resolve()), "sets": {k: str(v) for k, v in sets.items()},
+              "decoding": "greedy"}
+    lm_settings = {"alpha": args.alpha, "beta": args.beta, "beam_width": args.beam_width}
+    if args.lm:
+        params |= {"decoding": "beam", "lm": str(args.lm.resolve()), **lm_settings}
     with start_run(args.experiment, run_name=args.model.parent.name or args.model.name,
                    params=params, tags={"stage": "evaluate"}, uri=args.tracking_uri):
-        results = evaluate(args.model, sets, args.out, config)
+        results = evaluate(args.model, sets, args.out, config, args.lm, lm_settings)
         for name, scores in results.items():
             mlflow.log_metrics({f"{name}/{k}": float(v) for k, v in scores.items()})
         mlflow.log_artifacts(str(args.out), artifact_path="evaluation")

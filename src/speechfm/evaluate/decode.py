@@ -1,4 +1,5 @@
-"""Greedy CTC transcription of test sets with a transformers CTC model folder, and scoring."""
+"""CTC transcription of test sets with a transformers CTC model folder (greedy, or beam search
+with an n-gram language model), and scoring."""
 
 from __future__ import annotations
 
@@ -41,8 +42,9 @@ def load_model(model_dir: Path):
     return Wav2Vec2ForCTC.from_pretrained(str(model_dir)).eval(), processor
 
 
-def transcribe(model, processor, audio: list[np.ndarray]) -> list[str]:
-    """Greedy CTC transcripts of a list of 16 kHz waveforms, batched by length."""
+def transcribe(model, processor, audio: list[np.ndarray], beam=None) -> list[str]:
+    """CTC transcripts of a list of 16 kHz waveforms, batched by length: greedy, or with `beam`
+    (a `speechfm.evaluate.lm.BeamDecoder`) over each utterance's log-probabilities."""
     order = sorted(range(len(audio)), key=lambda i: len(audio[i]))
     out: list[str] = [""] * len(audio)
     batch: list[int] = []
@@ -52,7 +54,13 @@ def transcribe(model, processor, audio: list[np.ndarray]) -> list[str]:
                            return_tensors="pt", padding=True, return_attention_mask=True)
         with torch.inference_mode():
             logits = model(inputs.input_values, attention_mask=inputs.attention_mask).logits
-        for i, text in zip(batch, processor.batch_decode(logits.argmax(-1))):
+        if beam is None:
+            texts = processor.batch_decode(logits.argmax(-1))
+        else:
+            frames = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
+            log_probs = torch.log_softmax(logits.float(), dim=-1).numpy()
+            texts = [beam(log_probs[k, :n]) for k, n in enumerate(frames.tolist())]
+        for i, text in zip(batch, texts):
             out[i] = text
         batch.clear()
 
@@ -66,7 +74,7 @@ def transcribe(model, processor, audio: list[np.ndarray]) -> list[str]:
 
 
 def evaluate_set(model, processor, source: Path, normalizer: Normalizer,
-                 hyp_file: Path) -> dict[str, Any]:
+                 hyp_file: Path, beam=None) -> dict[str, Any]:
     """Transcribe one test set, write per-utterance results to `hyp_file`, return its scores."""
     rows = read_source(source)
     refs, audio, paths = [], [], []
@@ -82,7 +90,7 @@ def evaluate_set(model, processor, source: Path, normalizer: Normalizer,
         audio.append(wav)
         paths.append(path)
     start, cpu = time.perf_counter(), time.process_time()
-    hyps = transcribe(model, processor, audio)
+    hyps = transcribe(model, processor, audio, beam)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     seconds = sum(len(a) for a in audio) / SAMPLE_RATE
     tmp = hyp_file.with_name(hyp_file.name + ".part")
@@ -102,15 +110,22 @@ def evaluate_set(model, processor, source: Path, normalizer: Normalizer,
 
 
 def evaluate(model_dir: Path, sets: dict[str, Path], out: Path,
-             config: TextConfig | None = None) -> dict[str, dict[str, Any]]:
-    """Score every test set; writes `hyp_<set>.tsv` files and `metrics.json` into `out`."""
+             config: TextConfig | None = None, lm: Path | None = None,
+             lm_settings: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Score every test set; writes `hyp_<set>.tsv` files and `metrics.json` into `out`.
+    With `lm` (an ARPA/KenLM file) decoding is beam search with that model, else greedy."""
     model, processor = load_model(model_dir)
+    beam = None
+    if lm is not None:
+        from speechfm.evaluate.lm import BeamDecoder
+
+        beam = BeamDecoder(processor, lm, **(lm_settings or {}))
     out.mkdir(parents=True, exist_ok=True)
     normalizer = Normalizer(config or TextConfig())
     results = {}
     for name, source in sets.items():
         results[name] = evaluate_set(model, processor, source, normalizer,
-                                     out / f"hyp_{name}.tsv")
+                                     out / f"hyp_{name}.tsv", beam)
         log.info("%s: WER %.2f%% CER %.2f%% (%d utterances)", name,
                  100 * results[name]["wer"], 100 * results[name]["cer"],
                  results[name]["utterances"])
