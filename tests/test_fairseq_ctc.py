@@ -91,3 +91,33 @@ def test_ctc_fine_tuning_from_a_tiny_pretraining(small_demo: Path, tmp_path: Pat
     pre_state = torch.load(pre.save_dir / "checkpoint_last.pt", weights_only=False)["model"]
     key = "feature_extractor.conv_layers.0.0.weight"
     assert torch.equal(state["model"][f"w2v_encoder.w2v_model.{key}"], pre_state[key])
+
+
+def test_base_ctc_on_lumi_simulates_128_gpus_with_8_gcds(small_demo: Path, tmp_path: Path) -> None:
+    """The full-scale recipe as `finetune --backend fairseq --preset base --processes 8 --site
+    lumi` builds it: reference hyper-parameters, update_freq 128 / 8, one node of 8 GCDs."""
+    from speechfm.finetune import presets
+    from speechfm.launch.slurm import load_site, render_sbatch
+    from speechfm.pretrain.config import update_freq
+
+    preset = presets.load("base")
+    assert preset["simulate_gpus"] == 128
+    data = write_labeled(small_demo, tmp_path / "labeled")
+    pre = FairseqJob(save_dir=tmp_path / "pre")
+    write_job(pre, pretrain_config(load_preset("tiny"), make_shard_manifest(
+        small_demo, tmp_path / "shards"), pre.save_dir, 1, True,
+        overrides=["optimization.max_update=1"]))
+    assert run_local(pre) == 0
+    init = pre.save_dir / "checkpoint_last.pt"
+    config = build_config(data, tmp_path / "ctc", preset["fairseq"], init, nproc=8, cpu=False,
+                          update_freq=update_freq(8, preset["simulate_gpus"]))
+    assert config["optimization"]["update_freq"] == [16]
+    assert config["optimization"]["lr"] == [2e-5] and config["optimization"]["max_update"] == 16450
+    assert config["distributed_training"]["distributed_world_size"] == 8
+    assert config["model"]["w2v_path"] == str(init.resolve())
+    assert config["checkpoint"]["best_checkpoint_metric"] == "wer"
+    job = FairseqJob(save_dir=tmp_path / "ctc", world_size=8, cpu=False, experiment="finetune",
+                     run_name="ctc", stage="finetune")
+    script = render_sbatch(job, load_site("lumi"), Path("/scratch/project_465000000"))
+    assert "#SBATCH --nodes=1" in script and "#SBATCH --gpus-per-node=8" in script
+    assert 'MIOPEN_FIND_MODE="2"' in script and "apptainer exec" in script
