@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ import numpy as np
 
 from api.errors import ApiError
 from api.settings import NAME_RE, Settings
-from speechfm.constants import SAMPLE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -141,25 +139,19 @@ class LoadedModel:
                                                     local_files_only=True).eval()
         self.quantized = dtype == "int8"
         if self.quantized:  # dynamic int8 Linear layers: faster on CPUs without bf16 units
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.model = torch.ao.quantization.quantize_dynamic(
-                    self.model, {torch.nn.Linear}, dtype=torch.qint8)
+            from speechfm.inference import quantize_int8
+
+            self.model = quantize_int8(self.model)
         self._torch = torch
         log.info("loaded model '%s' from %s (%.1fM parameters, %s)", name, path,
                  sum(p.numel() for p in self.model.parameters()) / 1e6, dtype)
 
     def transcribe(self, audios: list[np.ndarray]) -> list[str]:
-        """Greedy CTC transcripts of a batch of 16 kHz clips (padding frames cut per clip)."""
+        """Greedy CTC transcripts of a batch of 16 kHz clips, each exactly as if it ran alone
+        (`speechfm.inference.ctc_logits`: no clip's result depends on its batch)."""
+        from speechfm.inference import ctc_logits
+
         torch = self._torch
-        inputs = self.processor.feature_extractor(audios, sampling_rate=SAMPLE_RATE,
-                                                  return_tensors="pt", padding=True)
-        lengths = torch.tensor([a.size for a in audios])
-        frames = self.model._get_feat_extract_output_lengths(lengths)
-        with self.lock, torch.inference_mode(), \
-                torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            logits = self.model(inputs.input_values,
-                                attention_mask=inputs.get("attention_mask")).logits
-        ids = logits.argmax(-1)
-        return [self.processor.tokenizer.decode(ids[i, : int(frames[i])].tolist())
-                for i in range(len(audios))]
+        with self.lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            logits = ctc_logits(self.model, self.processor.feature_extractor, audios)
+        return [self.processor.tokenizer.decode(lg.argmax(-1).tolist()) for lg in logits]

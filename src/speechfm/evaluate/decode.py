@@ -20,6 +20,7 @@ from speechfm.constants import SAMPLE_RATE
 from speechfm.errors import SpeechfmError
 from speechfm.evaluate.scoring import error_rates, utterance_errors
 from speechfm.finetune.data import read_source
+from speechfm.inference import ctc_logits
 from speechfm.text import Normalizer, TextConfig
 
 log = logging.getLogger(__name__)
@@ -43,23 +44,19 @@ def load_model(model_dir: Path):
 
 
 def transcribe(model, processor, audio: list[np.ndarray], beam=None) -> list[str]:
-    """CTC transcripts of a list of 16 kHz waveforms, batched by length: greedy, or with `beam`
-    (a `speechfm.evaluate.lm.BeamDecoder`) over each utterance's log-probabilities."""
+    """CTC transcripts of a list of 16 kHz waveforms, batched by length (each exactly as if alone,
+    `speechfm.inference`): greedy, or with `beam` (a `speechfm.evaluate.lm.BeamDecoder`) over each
+    utterance's log-probabilities."""
     order = sorted(range(len(audio)), key=lambda i: len(audio[i]))
     out: list[str] = [""] * len(audio)
     batch: list[int] = []
 
     def flush() -> None:
-        inputs = processor([audio[i] for i in batch], sampling_rate=SAMPLE_RATE,
-                           return_tensors="pt", padding=True, return_attention_mask=True)
-        with torch.inference_mode():
-            logits = model(inputs.input_values, attention_mask=inputs.attention_mask).logits
+        logits = ctc_logits(model, processor.feature_extractor, [audio[i] for i in batch])
         if beam is None:
-            texts = processor.batch_decode(logits.argmax(-1))
+            texts = [processor.decode(lg.argmax(-1)) for lg in logits]
         else:
-            frames = model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1))
-            log_probs = torch.log_softmax(logits.float(), dim=-1).numpy()
-            texts = [beam(log_probs[k, :n]) for k, n in enumerate(frames.tolist())]
+            texts = [beam(torch.log_softmax(lg.float(), dim=-1).numpy()) for lg in logits]
         for i, text in zip(batch, texts):
             out[i] = text
         batch.clear()
