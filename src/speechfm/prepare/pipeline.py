@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -68,6 +69,8 @@ def build_units(archive: Path, out: Path, units: list[Unit], config: PrepareConf
     else:
         with ProcessPoolExecutor(workers, initializer=_die_with_parent) as pool:
             futures = [pool.submit(process_unit, archive, out, u, config) for u in order]
+            # every worker is forked by now (a fork during an import in a thread could deadlock)
+            threading.Thread(target=stats.preload_plotting, daemon=True).start()
             for fut in as_completed(futures):
                 fut.result()
                 bar.update()
