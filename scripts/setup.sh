@@ -41,10 +41,18 @@ else
 fi
 # 2. fairseq-fixed compiles against the installed torch: no build isolation, or pip fetches another torch.
 pip --no-build-isolation numpy cython wheel "setuptools<81"
+# kenlm (C++, ~2 minutes to compile, no dependencies) builds at the same time as fairseq: each
+# build compiles one file at a time, so on 2 cores the two together take as long as fairseq alone.
+kenlm_build=""
+if ! .venv/bin/python -c "import kenlm" 2>/dev/null; then
+    pip kenlm &
+    kenlm_build=$!
+fi
 if ! .venv/bin/python -c "import fairseq" 2>/dev/null; then
     echo "setup: building fairseq-fixed (about 3 minutes)"
     pip --no-build-isolation fairseq-fixed==0.12.3.1
 fi
+[ -z "$kenlm_build" ] || wait "$kenlm_build"
 # 3. the project and its dev tools.
 pip -e ".[dev]"
 # pyctcdecode (CTC beam search with an n-gram) declares numpy<2, which would downgrade the numpy

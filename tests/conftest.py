@@ -53,8 +53,13 @@ def tiny_ctc_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import json
 
     import torch
-    from transformers import (Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor,
-                              Wav2Vec2ForCTC, Wav2Vec2Processor)
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     out = tmp_path_factory.mktemp("tiny_ctc")
     vocab = out / "vocab.json"

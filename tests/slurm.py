@@ -69,7 +69,7 @@ class SlurmCluster:
         """The environment in which Slurm client commands talk to this cluster."""
         return {**os.environ, "SLURM_CONF": str(self.conf)}
 
-    def start(self, timeout: float = 60) -> "SlurmCluster":
+    def start(self, timeout: float = 60) -> SlurmCluster:
         for tool in ("munged", "slurmctld", "slurmd", "sbatch", "sinfo"):
             if shutil.which(tool) is None:
                 raise RuntimeError(f"{tool} is not installed: run 'make setup'")

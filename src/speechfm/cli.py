@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"speechfm {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - one line for the user, traceback with --debug
+    except Exception as exc:  # one line for the user, traceback with --debug
         if args.debug:
             raise
         print(

@@ -9,8 +9,9 @@ from __future__ import annotations
 import csv
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 FAIRSEQ_LINE = re.compile(r"\| (train_inner|valid) \| (\{.*\})\s*$")
 

@@ -7,9 +7,9 @@ offset, the statistics count them. A shard index is a JSON-lines file with one `
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from speechfm.constants import SAMPLE_RATE
 
@@ -45,7 +45,7 @@ class Segment:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, line: str) -> "Segment":
+    def from_json(cls, line: str) -> Segment:
         data = json.loads(line)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from speechfm.errors import SpeechfmError, require_tool
-from speechfm.sites import site_file
 from speechfm.launch.job import FairseqJob
+from speechfm.sites import site_file
 
 log = logging.getLogger(__name__)
 

@@ -56,7 +56,7 @@ def preload_plotting() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot  # noqa: F401
+    import matplotlib.pyplot
 
 
 def write(stats: dict[str, Any], out: Path) -> list[Path]:

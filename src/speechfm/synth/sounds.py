@@ -35,7 +35,7 @@ class Voice:
         return f"fi+{self.variant}/s{self.rate}/p{self.pitch}"
 
     @classmethod
-    def sample(cls, rng: np.random.Generator) -> "Voice":
+    def sample(cls, rng: np.random.Generator) -> Voice:
         return cls(
             variant=str(rng.choice(VOICE_VARIANTS)),
             rate=int(rng.integers(130, 191)),
