@@ -5,7 +5,7 @@ interpolated absolute discounting: every order keeps `count - D` of each seen n-
 rest to the next lower order; the unigrams share theirs with a uniform distribution over the
 vocabulary and `<unk>`. Back-off weights are computed so that every context's distribution sums to
 one. `BeamDecoder` runs pyctcdecode's prefix beam search with that model through KenLM (both
-optional dependencies, `pip install -e .[lm]`).
+installed by `make setup`).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def build_arpa(sentences: Iterable[str], order: int = 3, discount: float = 0.7) 
             context_types[gram[:-1]] += 1
         for gram, c in counts[n - 1].items():
             h = gram[:-1]
-            lower = _interpolated(prob, gram[1:])
+            lower = _seen(prob, gram[1:])
             prob[n - 1][gram] = ((c - discount) / context_total[h]
                                  + discount * context_types[h] / context_total[h] * lower)
 
@@ -74,7 +74,7 @@ def build_arpa(sentences: Iterable[str], order: int = 3, discount: float = 0.7) 
     backoff: dict[tuple[str, ...], float] = {}
     for h, words in followers.items():
         seen = sum(prob[len(h)][(*h, w)] for w in words)
-        lower = sum(_interpolated(prob, (*h[1:], w)) for w in words)
+        lower = sum(_seen(prob, (*h[1:], w)) for w in words)
         backoff[h] = max(1.0 - seen, 1e-12) / max(1.0 - lower, 1e-12)
 
     lines = ["", "\\data\\"]
@@ -97,22 +97,11 @@ def build_arpa(sentences: Iterable[str], order: int = 3, discount: float = 0.7) 
     return "\n".join(lines)
 
 
-def _interpolated(prob: list[dict], gram: tuple[str, ...]) -> float:
-    """p(gram[-1] | gram[:-1]) of the model so far, backing off through lower orders."""
-    if len(gram) == 1:
-        return prob[0].get(gram, prob[0][(UNK,)])
-    found = prob[len(gram) - 1].get(gram)
-    if found is not None:
-        return found
-    # an unseen n-gram: lower order times the context's leftover; only needed for contexts that
-    # were seen (their seen grams are all in `prob`), so the leftover is computed on the fly
-    h = gram[:-1]
-    seen = [g for g in prob[len(gram) - 1] if g[:-1] == h]
-    if not seen:
-        return _interpolated(prob, gram[1:])
-    mass = sum(prob[len(gram) - 1][g] for g in seen)
-    lower_seen = sum(_interpolated(prob, g[1:]) for g in seen)
-    return (1.0 - mass) / max(1.0 - lower_seen, 1e-12) * _interpolated(prob, gram[1:])
+def _seen(prob: list[dict], gram: tuple[str, ...]) -> float:
+    """p(gram[-1] | gram[:-1]) of a gram that occurs in the text. Every suffix of a counted n-gram
+    is itself counted (it occurs one word later), so the lower orders the model needs are always
+    in `prob`."""
+    return prob[len(gram) - 1][gram]
 
 
 def write_lm(sentences: list[str], out: Path, order: int = 3, discount: float = 0.7) -> Path:
@@ -134,7 +123,7 @@ class BeamDecoder:
             from pyctcdecode import build_ctcdecoder
         except ImportError as exc:
             raise SpeechfmError(f"beam search needs pyctcdecode and kenlm: {exc}",
-                                hint="pip install -e .[lm]") from exc
+                                hint="run 'make setup' (it installs both)") from exc
         if not lm_path.is_file():
             raise SpeechfmError("language model not found", path=lm_path,
                                 hint="build one with 'speechfm lm'")
