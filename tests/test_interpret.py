@@ -122,6 +122,22 @@ def test_layer_ig_matches_captum_for_every_layer_and_token(layout, tiny_ctc_mode
         assert torch.allclose(base_scores, fwd.baseline_logits[:, targets].sum(0), rtol=1e-4, atol=1e-4)
 
 
+def test_gelu_keeping_derivative_is_torchs_gelu_and_is_put_back(tiny_ctc_model_dir):
+    x = torch.cat([torch.linspace(-12, 12, 2001), torch.randn(1000) * 3]).double().requires_grad_(True)
+    y_ref = torch.nn.functional.gelu(x)
+    (g_ref,) = torch.autograd.grad(y_ref.sum() * 1.0, x)
+    y = ig._GeluKeepingDerivative.apply(x)
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert torch.equal(y, y_ref)
+    assert torch.allclose(g, g_ref, rtol=1e-12, atol=1e-12)
+    model, _ = load_model(tiny_ctc_model_dir, "cpu", "float32")
+    top = ig.LayerTop(model)
+    before = [block.feed_forward.intermediate_act_fn for block in top.layers]
+    with top.gelu_keeping_derivative():
+        assert all(isinstance(b.feed_forward.intermediate_act_fn, ig._Gelu) for b in top.layers)
+    assert [block.feed_forward.intermediate_act_fn for block in top.layers] == before
+
+
 def test_lur_matches_plain_reference(tiny_ctc_model_dir, test_tsv, tmp_path):
     cfg = LurRun(model_dir=tiny_ctc_model_dir, data=test_tsv, out=tmp_path / "r", steps=STEPS,
                  dtype="float64", limit=2)

@@ -5,10 +5,18 @@ for layer l only the layers above l run again, on all interpolation steps in one
 backward per predicted character gives that character's gradients (the forward is shared by all
 characters). This is exactly what captum's `LayerIntegratedGradients` computes per layer and
 target, without recomputing the network below l for every step and every target.
+
+Two more savings, both exact: the backward starts below the (linear) CTC head, whose gradient for
+"logit of c summed over frames" is the head's row for c at every frame, so the last layer needs no
+backward at all; and the erf GELU of the feed-forward blocks keeps its derivative from the forward,
+so the K backwards through a block multiply by it instead of recomputing it K times.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +55,36 @@ class UtteranceForward:
     baseline_layers: list[torch.Tensor]  # per layer, [T, H] output for zero audio
 
 
+class _GeluKeepingDerivative(torch.autograd.Function):
+    """`gelu(x)` (erf form, bit-identical to torch's) that computes its derivative once in the
+    forward when a gradient will be asked for; every backward through it is then one multiply."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - autograd protocol
+        if ctx.needs_input_grad[0]:
+            cdf = 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
+            pdf = torch.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
+            ctx.save_for_backward(cdf + x * pdf)
+        return nn.functional.gelu(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        (derivative,) = ctx.saved_tensors
+        return grad * derivative
+
+
+class _Gelu(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _GeluKeepingDerivative.apply(x)
+
+
+def _is_erf_gelu(act: object) -> bool:
+    """True for the activations that compute exactly `torch.nn.functional.gelu(x)` (erf form)."""
+    if isinstance(act, nn.GELU):
+        return act.approximate == "none"
+    return type(act).__name__ == "GELUActivation" and getattr(act, "act", None) is nn.functional.gelu
+
+
 class LayerTop:
     """The part of a `Wav2Vec2ForCTC` above a transformer layer: the remaining layers, the final
     layer norm (stable-layer-norm models), the adapter (if any) and the CTC head."""
@@ -55,22 +93,46 @@ class LayerTop:
         if not hasattr(model, "wav2vec2") or not hasattr(model, "lm_head"):
             raise SpeechfmError(f"{type(model).__name__} is not a wav2vec2 CTC model",
                                 hint="expected a transformers Wav2Vec2ForCTC")
+        if not isinstance(model.lm_head, nn.Linear) or model.training:
+            raise SpeechfmError("the CTC head must be a linear layer and the model in eval mode",
+                                hint="load the model with speechfm.interpret.lur.load_model")
         self.model = model
         self.encoder = model.wav2vec2.encoder
         self.layers = list(self.encoder.layers)
         stable = type(self.encoder).__name__.endswith("StableLayerNorm")
         self.final_norm = self.encoder.layer_norm if stable else None
         self.adapter = getattr(model.wav2vec2, "adapter", None)
+        self.head = model.lm_head
 
-    def __call__(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits [B, T, V] from the output [B, T, H] of transformer layer `layer` (0-based)."""
+    def hidden(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        """What the CTC head reads [B, T, H'] from the output [B, T, H] of transformer layer `layer`
+        (0-based); the input itself when nothing lies between that layer and the head."""
         for block in self.layers[layer + 1:]:
             hidden = block(hidden, attention_mask=None)
         if self.final_norm is not None:
             hidden = self.final_norm(hidden)
         if self.adapter is not None:
             hidden = self.adapter(hidden)
-        return self.model.lm_head(self.model.dropout(hidden))
+        return hidden
+
+    def __call__(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, V] from the output [B, T, H] of transformer layer `layer` (0-based)."""
+        return self.head(self.model.dropout(self.hidden(layer, hidden)))
+
+    @contextmanager
+    def gelu_keeping_derivative(self) -> Iterator[None]:
+        """Within: the feed-forward blocks' erf GELUs keep their derivative (same outputs)."""
+        swapped = []
+        for block in self.layers:
+            ff = getattr(block, "feed_forward", None)
+            if ff is not None and _is_erf_gelu(getattr(ff, "intermediate_act_fn", None)):
+                swapped.append((ff, ff.intermediate_act_fn))
+                ff.intermediate_act_fn = _Gelu()
+        try:
+            yield
+        finally:
+            for ff, act in swapped:
+                ff.intermediate_act_fn = act
 
 
 @torch.no_grad()
@@ -116,20 +178,29 @@ def layer_attributions(
     frames, and each target's score at the baseline [K] (for the completeness check).
 
     The path `baseline + alpha * (act - baseline)` is evaluated `chunk` steps per forward; each
-    forward serves all K targets through one backward per target (0: chunk from the memory budget)."""
+    forward serves all K targets through one backward per target (0: chunk from the memory budget).
+    The target's score is linear in what the head reads (`top.hidden`), with gradient the head's
+    weight row of the target at every frame, so each backward starts there."""
     dtype = act.dtype
     chunk = chunk or auto_chunk(top, layer, act.shape[0], len(alphas), act.element_size())
     delta = act - baseline
     index = torch.tensor(targets, device=act.device)
+    rows = top.head.weight[index]  # [K, H'] d(score_k) / d(hidden at any frame)
     grads = torch.zeros((len(targets),) + act.shape, dtype=torch.float64, device=act.device)
     a64, w64 = alphas.to(act.device), weights.to(act.device)
     for start in range(0, len(alphas), chunk):
         a = a64[start:start + chunk]
+        w = w64[start:start + chunk]
         path = (baseline + a.to(dtype)[:, None, None] * delta).requires_grad_(True)
-        scores = top(layer, path)[:, :, index].sum(1)  # [steps, K]
+        with top.gelu_keeping_derivative():
+            hidden = top.hidden(layer, path)
+        if hidden is path:  # the last layer, read by the head directly: a constant gradient
+            grads += w.sum() * rows.double()[:, None, :]
+            continue
         for k in range(len(targets)):
-            (grad,) = torch.autograd.grad(scores[:, k].sum(), path, retain_graph=k < len(targets) - 1)
-            grads[k] += torch.einsum("s,sth->th", w64[start:start + chunk], grad.double())
+            (grad,) = torch.autograd.grad(hidden, path, grad_outputs=rows[k].expand_as(hidden),
+                                          retain_graph=k < len(targets) - 1)
+            grads[k] += torch.einsum("s,sth->th", w, grad.double())
     with torch.no_grad():
         base_scores = top(layer, baseline[None])[0][:, index].sum(0)
     return (grads * delta.double()).to(dtype), base_scores
