@@ -60,7 +60,7 @@ class _GeluKeepingDerivative(torch.autograd.Function):
     forward when a gradient will be asked for; every backward through it is then one multiply."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 - autograd protocol
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         if ctx.needs_input_grad[0]:
             cdf = 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
             pdf = torch.exp(-0.5 * x * x) * (1.0 / math.sqrt(2.0 * math.pi))
@@ -68,7 +68,7 @@ class _GeluKeepingDerivative(torch.autograd.Function):
         return nn.functional.gelu(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (derivative,) = ctx.saved_tensors
         return grad * derivative
 
