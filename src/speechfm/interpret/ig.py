@@ -185,7 +185,7 @@ def layer_attributions(
     chunk = chunk or auto_chunk(top, layer, act.shape[0], len(alphas), act.element_size())
     delta = act - baseline
     index = torch.tensor(targets, device=act.device)
-    rows = top.head.weight[index]  # [K, H'] d(score_k) / d(hidden at any frame)
+    rows = top.head.weight.detach()[index]  # [K, H'] d(score_k) / d(hidden at any frame)
     grads = torch.zeros((len(targets),) + act.shape, dtype=torch.float64, device=act.device)
     a64, w64 = alphas.to(act.device), weights.to(act.device)
     for start in range(0, len(alphas), chunk):
