@@ -14,7 +14,7 @@ demo: setup
 	@echo "Serve the model:  .venv/bin/speechfm serve --mlflow-uri sqlite:///$(CURDIR)/mlflow.db --reports reports/lur"
 	@echo "MLflow UI:        .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
 
-test: setup
+test: lint
 	$(PY) -m pytest -q
 
 lint: setup

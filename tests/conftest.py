@@ -34,7 +34,7 @@ def run_speechfm(*args: str, timeout: float = 600, **kwargs) -> subprocess.Compl
     env = {**os.environ, **kwargs.pop("env", {})}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "speechfm", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env, **kwargs)
+                          text=True, timeout=timeout, env=env, **kwargs, check=False)
 
 
 def require(tool: str) -> str:

@@ -117,7 +117,7 @@ class SlurmCluster:
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}; see {self.root}")
         res = subprocess.run(["sinfo", "-h", "-N", "-o", "%t"], env=self.env,
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
         return res.returncode == 0 and res.stdout.strip() in ("idle", "mix", "alloc")
 
     @staticmethod
@@ -139,12 +139,12 @@ class SlurmCluster:
         """Wait until the job has left the queue; returns its final state from scontrol."""
         def done() -> bool:
             res = subprocess.run(["squeue", "-h", "-j", str(job_id)], env=self.env,
-                                 capture_output=True, text=True)
+                                 capture_output=True, text=True, check=False)
             return res.returncode != 0 or not res.stdout.strip()
 
         self._wait(done, timeout, f"job {job_id}")
         res = subprocess.run(["scontrol", "show", "job", str(job_id)], env=self.env,
-                             capture_output=True, text=True)
+                             capture_output=True, text=True, check=False)
         for token in res.stdout.split():
             if token.startswith("JobState="):
                 return token.split("=", 1)[1]

@@ -11,15 +11,15 @@ from omegaconf import OmegaConf
 
 from tests.conftest import run_speechfm
 
-TINY = dict(conv_feature_layers="[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2",
-            encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
-            encoder_attention_heads=2, conv_pos=16, conv_pos_groups=4, final_dim=16,
-            latent_vars=8, latent_groups=2, quantize_targets=True)
+TINY = {"conv_feature_layers": "[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2",
+            "encoder_layers": 2, "encoder_embed_dim": 32, "encoder_ffn_embed_dim": 64,
+            "encoder_attention_heads": 2, "conv_pos": 16, "conv_pos_groups": 4, "final_dim": 16,
+            "latent_vars": 8, "latent_groups": 2, "quantize_targets": True}
 # Large-style: layer-norm extractor, pre-norm encoder, a projection (conv width != encoder width)
-TINY_LN = TINY | dict(extractor_mode="layer_norm", layer_norm_first=True, encoder_embed_dim=48,
-                      conv_bias=True, encoder_attention_heads=4)
+TINY_LN = TINY | {"extractor_mode": "layer_norm", "layer_norm_first": True, "encoder_embed_dim": 48,
+                      "conv_bias": True, "encoder_attention_heads": 4}
 # the dataclass defaults are the Base architecture (~95M parameters); the recipe quantizes targets
-BASE = dict(quantize_targets=True, final_dim=256)
+BASE = {"quantize_targets": True, "final_dim": 256}
 LETTERS = ["|", "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "m", "n", "o", "p", "q", "r", "s", "t", "u", "v", "w", "x", "y", "z", "å", "ä", "ö"]
 
 

@@ -39,14 +39,14 @@ def test_transformers_backend_trains_saves_resumes_and_tracks(small_demo: Path,
     processor = Wav2Vec2Processor.from_pretrained(str(model_dir))
     import soundfile as sf
 
-    wav, rate = sf.read(sorted((small_demo / "labeled" / "test").glob("*.flac"))[0],
+    wav, rate = sf.read(min((small_demo / "labeled" / "test").glob("*.flac")),
                         dtype="float32")
     inputs = processor(wav, sampling_rate=rate, return_tensors="pt")
     with torch.no_grad():
         logits = model(inputs.input_values).logits
     assert logits.shape[-1] == len(processor.tokenizer) == 32
     assert isinstance(processor.batch_decode(logits.argmax(-1))[0], str)
-    state = json.loads(sorted((out / "checkpoints").glob("checkpoint-*/trainer_state.json"))[-1]
+    state = json.loads(max((out / "checkpoints").glob("checkpoint-*/trainer_state.json"))
                        .read_text())
     evals = [h for h in state["log_history"] if "eval_wer" in h]
     assert len(evals) == 2 and all(0 <= h["eval_cer"] for h in evals)
@@ -64,8 +64,7 @@ def test_transformers_backend_trains_saves_resumes_and_tracks(small_demo: Path,
                         "--set", "per_device_train_batch_size=4")
     assert more.returncode == 0, more.stderr[-3000:]
     assert "resuming from" in more.stderr
-    state = json.loads(sorted((out / "checkpoints").glob("checkpoint-*/trainer_state.json"),
-                              key=lambda p: int(p.parent.name.split("-")[1]))[-1].read_text())
+    state = json.loads(max((out / "checkpoints").glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1])).read_text())
     assert state["global_step"] == steps * 3 // 2
 
 

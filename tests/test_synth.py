@@ -163,8 +163,8 @@ def test_same_seed_gives_identical_files(small_demo: Path, tmp_path: Path) -> No
 
 
 def test_other_seed_differs_and_settings_are_not_mixed(tmp_path: Path) -> None:
-    tiny = dict(channels=1, days=1, hours_per_day=1, hour_seconds=6.0,
-                labeled={"train": 1, "valid": 1, "test": 1})
+    tiny = {"channels": 1, "days": 1, "hours_per_day": 1, "hour_seconds": 6.0,
+                "labeled": {"train": 1, "valid": 1, "test": 1}}
     synthesize(tmp_path / "a", SynthConfig(seed=1, **tiny), jobs=1)
     synthesize(tmp_path / "b", SynthConfig(seed=2, **tiny), jobs=1)
     assert tree_digest(tmp_path / "a") != tree_digest(tmp_path / "b")
