@@ -6,7 +6,10 @@ ffmpeg to FLAC files, VAD reading those files, segment files written, `tar -r` a
 files deleted, manifest by rescanning the tar; (c) ffmpeg decode alone (the floor).
 Figures: audio hours per CPU hour (user+sys of every process) and wall time.
 
-    /work/main/.venv/bin/python benchmarks/prepare_throughput.py [--seconds 180] [--data DIR]
+    /work/main/.venv/bin/python benchmarks/prepare_throughput.py [--seconds 180] [--data DIR] [--no-marginal]
+
+Unless --no-marginal, (a) webrtc with 1 worker and (c) run again on the same files twice as long:
+the difference is the cost per extra audio hour, without what a run pays once.
 """
 
 from __future__ import annotations
@@ -117,6 +120,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=180.0, help="length of each archive file")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "speechfm_bench")
+    ap.add_argument("--no-marginal", dest="marginal", action="store_false",
+                    help="skip the run on files twice as long (marginal cost per audio hour)")
     ap.add_argument("--internal", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.internal:  # a timed child process: (b) or (c)
@@ -127,27 +132,36 @@ def main() -> None:
             reference_flow(Path(archive), Path(out), what.split(":")[1])
         return
 
-    demo = args.data / f"demo_{int(args.seconds)}"
     py = sys.executable
-    subprocess.run([py, "-m", "speechfm", "-q", "synth", "--out", str(demo), "--channels", "4",
-                    "--days", "2", "--hours-per-day", "1", "--hour-seconds", str(args.seconds),
-                    "--train", "1", "--valid", "1", "--test", "1"], check=True, env=ENV,
-                   stdout=subprocess.DEVNULL)
-    archive = demo / "archive"
+
+    def synth(seconds: float) -> Path:
+        demo = args.data / f"demo_{int(seconds)}"
+        subprocess.run([py, "-m", "speechfm", "-q", "synth", "--out", str(demo), "--channels", "4",
+                        "--days", "2", "--hours-per-day", "1", "--hour-seconds", str(seconds),
+                        "--train", "1", "--valid", "1", "--test", "1"], check=True, env=ENV,
+                       stdout=subprocess.DEVNULL)
+        return demo / "archive"
+
+    archive = synth(args.seconds)
     from speechfm.prepare.discover import find_media
 
     audio_hours = len(find_media(archive)) * args.seconds / 3600
     results = {}
 
-    def record(name: str, cmd: list[str]) -> None:
+    def run_once(cmd: list[str]) -> tuple[float, float]:
         work = args.data / "work"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        wall, cpu = measured([c.replace("{work}", str(work)) for c in cmd])
+        return measured([c.replace("{work}", str(work)) for c in cmd])
+
+    def store(name: str, wall: float, cpu: float, hours: float) -> None:
         results[name] = {"wall_s": round(wall, 2), "cpu_s": round(cpu, 2),
-                         "audio_h_per_cpu_h": round(audio_hours / (cpu / 3600), 1),
-                         "x_realtime_wall": round(audio_hours * 3600 / wall, 1)}
+                         "audio_h_per_cpu_h": round(hours / (cpu / 3600), 1),
+                         "x_realtime_wall": round(hours * 3600 / wall, 1)}
         print(name, results[name], flush=True)
+
+    def record(name: str, cmd: list[str]) -> None:
+        store(name, *run_once(cmd), audio_hours)
 
     record("c_decode_only", [py, __file__, "--internal", "decode", str(archive), "-"])
     for vad in ("webrtc", "silero"):
@@ -168,6 +182,30 @@ def main() -> None:
         r["a_speechfm_webrtc_1w"]["cpu_s"] / r["c_decode_only"]["cpu_s"])
     ratios["silero: (a) 1 worker, x real time per core"] = (
         audio_hours * 3600 / r["a_speechfm_silero_1w"]["cpu_s"])
+    if args.marginal:
+        # The same files twice as long: the difference is the cost of the extra audio alone, without
+        # what a run pays once (interpreter start, imports, the statistics plot, manifests).
+        # A difference of two noisy runs is noisier still, and this VM's speed drifts over
+        # minutes: the four series run interleaved, 3 rounds, and each keeps its fastest run.
+        longer = synth(2 * args.seconds)
+        series = {}
+        for tag, arch, hours in (("1x", archive, audio_hours), ("2x", longer, 2 * audio_hours)):
+            series[f"c_decode_only_{tag}_best3"] = (
+                [py, __file__, "--internal", "decode", str(arch), "-"], hours)
+            series[f"a_speechfm_webrtc_1w_{tag}_best3"] = (
+                [py, "-m", "speechfm", "-q", "prepare", str(arch), "--out", "{work}/out",
+                 "--vad", "webrtc", "--workers", "1"], hours)
+        runs: dict[str, list[tuple[float, float]]] = {name: [] for name in series}
+        for _ in range(3):
+            for name, (cmd, _hours) in series.items():
+                runs[name].append(run_once(cmd))
+        for name, (_cmd, hours) in series.items():
+            store(name, min(w for w, _ in runs[name]), min(c for _, c in runs[name]), hours)
+        ratios["webrtc: (a) / (c), marginal CPU per extra audio hour"] = (
+            (r["a_speechfm_webrtc_1w_2x_best3"]["cpu_s"] - r["a_speechfm_webrtc_1w_1x_best3"]["cpu_s"])
+            / (r["c_decode_only_2x_best3"]["cpu_s"] - r["c_decode_only_1x_best3"]["cpu_s"]))
+        ratios["webrtc: (a) / (c), whole runs, fastest of 3"] = (
+            r["a_speechfm_webrtc_1w_1x_best3"]["cpu_s"] / r["c_decode_only_1x_best3"]["cpu_s"])
     results["ratios"] = {k: round(v, 2) for k, v in ratios.items()}
     results["audio_hours"] = round(audio_hours, 3)
     results["split_1M"] = split_benchmark()

@@ -284,3 +284,26 @@ def test_fairseq_reads_the_manifests(prepared: Path) -> None:
     assert len(dataset) == len(rows)
     for i, (_, _, _, frames) in enumerate(rows):
         assert dataset[i]["source"].shape == (frames,)
+
+
+def test_read_pipe_takes_everything_in_few_reads(tmp_path: Path) -> None:
+    from speechfm.prepare.decode import read_pipe
+
+    # a writer that trickles small chunks, as ffmpeg does, and more than the pipe holds
+    code = ("import os, sys, time\n"
+            "data = bytes(range(256)) * 12000\n"
+            "for i in range(0, len(data), 700):\n"
+            "    os.write(1, data[i:i + 700])\n"
+            "    if i % 140000 == 0: time.sleep(0.001)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, bufsize=0)
+    with proc.stdout:
+        raw = read_pipe(proc.stdout.fileno())
+    assert proc.wait() == 0
+    assert raw == bytes(range(256)) * 12000
+    # not a pipe: read as it comes
+    (tmp_path / "f.bin").write_bytes(b"x" * 300_000)
+    fd = os.open(tmp_path / "f.bin", os.O_RDONLY)
+    try:
+        assert read_pipe(fd) == b"x" * 300_000
+    finally:
+        os.close(fd)
