@@ -55,8 +55,8 @@ def read_native(path: Path, max_seconds: float) -> np.ndarray | None:
 
     try:
         info = sf.info(str(path))
-        if (info.format, info.subtype, info.samplerate, info.channels) not in {
-                (fmt, "PCM_16", SAMPLE_RATE, 1) for fmt in NATIVE_FORMATS}:
+        if (info.format not in NATIVE_FORMATS
+                or (info.subtype, info.samplerate, info.channels) != ("PCM_16", SAMPLE_RATE, 1)):
             return None
         pcm, _ = sf.read(str(path), frames=int(max_seconds * SAMPLE_RATE) + 1, dtype="int16",
                          always_2d=False)

@@ -33,7 +33,7 @@ def read_pipe(fd: int) -> bytes:
         try:
             size = fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
         except OSError:  # not a pipe, or the limit is lower here: read as it comes
-            size = 0
+            pass
     chunks = []
     while block := os.read(fd, max(size, 1 << 16)):
         chunks.append(block)
