@@ -3,27 +3,15 @@
 
 from __future__ import annotations
 
-import os
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from speechfm.constants import SAMPLE_RATE
-from speechfm.errors import SpeechfmError
-from speechfm.segment import Segment
-
-MANIFESTS_DIR = "manifests"
-
-
-def check_root(out: Path) -> Path:
-    """The absolute output root; fairseq splits manifest paths on ':', so it must not hold one."""
-    root = out.resolve()
-    if ":" in str(root):
-        raise SpeechfmError("the output path contains ':', which fairseq's manifests cannot hold",
-                            path=root, hint="choose an output folder without ':'")
-    return root
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.manifest import MANIFESTS_DIR, check_root, write_manifest
+from speechfm.core.segment import Segment
 
 
 def split_valid(channels: Sequence[str], frames: np.ndarray, valid_hours: float,
@@ -53,16 +41,6 @@ def split_valid(channels: Sequence[str], frames: np.ndarray, valid_hours: float,
     return mask
 
 
-def _write(path: Path, root: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"{root}\n")
-        if lines:
-            f.write("\n".join(lines))
-            f.write("\n")
-    os.replace(tmp, path)
-
-
 def write_manifests(out: Path, segments: list[Segment], valid_hours: float, valid_share: float,
                     seed: int) -> dict[str, int]:
     """Write the manifests of `segments` (in shard order) under OUT/manifests; returns row counts."""
@@ -76,30 +54,12 @@ def write_manifests(out: Path, segments: list[Segment], valid_hours: float, vali
     for seg, is_valid in zip(segments, valid.tolist()):
         line = seg.manifest_line()
         (per_channel[seg.channel] if is_valid else train).append(line)
-    _write(folder / "train.tsv", root, train)
-    _write(folder / "valid.tsv", root, [ln for name in per_channel for ln in per_channel[name]])
+    write_manifest(folder / "train.tsv", root, train)
+    write_manifest(folder / "valid.tsv", root, [ln for name in per_channel for ln in per_channel[name]])
     for stale in folder.glob("valid_*.tsv"):
         stale.unlink()
     counts = {"train": len(train), "valid": int(valid.sum())}
     for name, rows in per_channel.items():
-        _write(folder / f"valid_{name}.tsv", root, rows)
+        write_manifest(folder / f"valid_{name}.tsv", root, rows)
         counts[f"valid_{name}"] = len(rows)
     return counts
-
-
-def read_manifest(path: Path) -> tuple[Path, list[tuple[str, int, int, int]]]:
-    """(root, [(shard, offset, size, frames)]) of a fairseq manifest, parsed as fairseq does."""
-    with open(path, encoding="utf-8") as f:
-        root = Path(f.readline().strip())
-        rows = []
-        for n, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            try:
-                spec, frames = line.rstrip("\n").split("\t")
-                shard, offset, size = spec.rsplit(":", 2)
-                rows.append((shard, int(offset), int(size), int(frames)))
-            except ValueError:
-                raise SpeechfmError(f"line {n} is not 'shard:offset:size<TAB>frames'",
-                                    path=path) from None
-    return root, rows

@@ -15,12 +15,13 @@ from typing import Any
 
 from tqdm import tqdm
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.manifest import check_root
+from speechfm.core.segment import read_index
 from speechfm.prepare import manifests, stats
 from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import Unit, plan_units
 from speechfm.prepare.units import process_unit, read_done, unit_dir
-from speechfm.segment import read_index
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def build_units(archive: Path, out: Path, units: list[Unit], config: PrepareConf
 
 def merge(out: Path, units: list[Unit], config: PrepareConfig) -> dict[str, Any]:
     """Manifests, rejects and statistics from the units' done-markers and indexes."""
-    manifests.check_root(out)
+    check_root(out)
     records, segments = [], []
     for unit in units:
         record = read_done(out, unit)
@@ -111,7 +112,7 @@ def prepare(archive: Path, out: Path, config: PrepareConfig, workers: int = 1,
     """Prepare `archive` into `out`; units already complete are kept. `build` replaces the local
     process pool (the Slurm path passes its own)."""
     out.mkdir(parents=True, exist_ok=True)
-    manifests.check_root(out)
+    check_root(out)
     units, todo = pending_units(archive, out, config)
     log.info("%d units, %d to build", len(units), len(todo))
     if todo:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from speechfm.segment import Segment
+from speechfm.core.segment import Segment
 
 HIST_BIN_SECONDS = 1.0
 

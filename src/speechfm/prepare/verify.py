@@ -14,9 +14,9 @@ from typing import BinaryIO
 import soundfile as sf
 from tqdm import tqdm
 
-from speechfm.constants import INDEX_SUFFIX
-from speechfm.prepare.manifests import MANIFESTS_DIR, read_manifest
-from speechfm.segment import Segment, read_index
+from speechfm.core.constants import INDEX_SUFFIX
+from speechfm.core.manifest import MANIFESTS_DIR, read_manifest
+from speechfm.core.segment import Segment, read_index
 
 
 def check_shard(path: Path) -> list[str]:
