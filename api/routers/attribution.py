@@ -1,0 +1,47 @@
+"""Attribution jobs: start one for an uploaded clip, poll it, forget it (bearer token)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import Response
+
+from api.attribution import DEFAULT_STEPS, MAX_STEPS
+from api.errors import ApiError
+from api.schemas import AUTH_ERRORS, ERRORS, ErrorBody, JobId, JobOut, Name
+from api.service import ServiceDep, authorized
+from api.settings import API_PREFIX
+from api.upload import decoded
+
+router = APIRouter(prefix=API_PREFIX, tags=["attribution"], dependencies=[Depends(authorized)])
+
+
+@router.post("/models/{name}/attributions", response_model=JobOut, status_code=202,
+             responses={**ERRORS, **AUTH_ERRORS, 409: {"model": ErrorBody}})
+async def attribution(name: Name, service: ServiceDep, file: Annotated[UploadFile, File()],
+                      steps: Annotated[int, Form(ge=2, le=MAX_STEPS)] = DEFAULT_STEPS) -> dict:
+    """Start an attribution job for one clip: per-layer IG summary and per-layer LUR.
+    Poll `GET /v1/jobs/{id}` for the result."""
+    model = await service.model(name)
+    if model.quantized:
+        raise ApiError(409, "quantized", "attribution needs float weights; this service "
+                       "runs the model in int8 (start it with --dtype float32)")
+    audio = await decoded(file, service.settings.max_attribution_seconds,
+                          "max_attribution_seconds")
+    return service.jobs.submit(model, audio, steps).public()
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut,
+            responses={404: {"model": ErrorBody}, **AUTH_ERRORS})
+async def job(job_id: JobId, service: ServiceDep) -> dict:
+    """Status (and, when done, result) of an attribution job."""
+    return service.jobs.get(job_id).public()
+
+
+@router.delete("/jobs/{job_id}", status_code=204,
+               responses={404: {"model": ErrorBody}, 409: {"model": ErrorBody}, **AUTH_ERRORS})
+async def delete_job(job_id: JobId, service: ServiceDep) -> Response:
+    """Forget a finished job."""
+    service.jobs.delete(job_id)
+    return Response(status_code=204)
