@@ -96,3 +96,17 @@ def test_lm_and_evaluate_with_beam_search_from_the_cli(small_demo: Path, tiny_ct
                            "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}")
     assert missing.returncode == 2 and "none.arpa" in missing.stderr
     assert "language model not found" in missing.stderr
+
+
+def test_beam_words_carry_the_frames_of_their_letters(tiny_ctc_model_dir: Path,
+                                                      tmp_path: Path) -> None:
+    """Word timestamps with the LM: each word spans its first letter's frame to the frame after
+    its last letter (`_emissions` gives every character two frames: letter, blank)."""
+    from transformers import Wav2Vec2Processor
+
+    from speechfm.core.ctc import BeamDecoder, Word
+
+    processor = Wav2Vec2Processor.from_pretrained(str(tiny_ctc_model_dir))
+    beam = BeamDecoder(processor, write_lm(CORPUS, tmp_path / "lm.arpa"))
+    log_probs = _emissions("talo on iso", {2: ("k", 0.6)})
+    assert beam.words(log_probs) == [Word("talo", 0, 7), Word("on", 10, 13), Word("iso", 16, 21)]

@@ -1,5 +1,6 @@
 """CTC inference and decoding, the one place evaluate, fine-tuning metrics and the service use:
-loading a CTC model folder, batched logits, greedy and beam-search (n-gram) decoding.
+loading a CTC model folder, batched logits, greedy and beam-search (n-gram) decoding, and the
+frames each decoded word spans (word and segment timestamps).
 
 Batched inference gives every clip exactly the logits it gets alone.
 
@@ -15,6 +16,8 @@ which other requests shared its batch, and `speechfm evaluate` and `speechfm ser
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +91,68 @@ def greedy_text(tokenizer, ids) -> str:
     return tokenizer.decode(ids)
 
 
+@dataclass(frozen=True)
+class Word:
+    """A decoded word and the CTC frames it spans, `start` (its first letter's first frame) to
+    `end` (exclusive: the frame after its last letter's last frame)."""
+
+    text: str
+    start: int
+    end: int
+
+
+def frame_seconds(config) -> float:
+    """Seconds per CTC frame of a wav2vec2 config: the feature encoder's total stride over the
+    sample rate (320 / 16000 = 20 ms for every preset)."""
+    return math.prod(config.conv_stride) / SAMPLE_RATE
+
+
+def greedy_words(tokenizer, ids) -> list[Word]:
+    """The words of the greedy CTC path of one utterance's frame ids, with their frames; their
+    texts joined by one space are `greedy_text` of the same ids with its runs of spaces as one
+    (repeats merged, blanks dropped, `|` between words; negative ids count as blanks)."""
+    blank = tokenizer.pad_token_id
+    delimiter = tokenizer.convert_tokens_to_ids(tokenizer.word_delimiter_token)
+    words: list[Word] = []
+    letters: list[str] = []
+    start = end = 0
+    previous = None
+    for frame, raw in enumerate(ids):
+        i = blank if int(raw) < 0 else int(raw)
+        if i == previous:
+            if letters and i not in (blank, delimiter):
+                end = frame + 1
+            continue
+        previous = i
+        if i == blank:
+            continue
+        if i == delimiter:
+            if letters:
+                words.append(Word("".join(letters), start, end))
+                letters = []
+            continue
+        if not letters:
+            start = frame
+        letters.append(tokenizer.convert_ids_to_tokens(i))
+        end = frame + 1
+    if letters:
+        words.append(Word("".join(letters), start, end))
+    return words
+
+
+def group_words(words: list[Word], pause: int, longest: int) -> list[list[Word]]:
+    """Consecutive words in segments (subtitle cues): a new segment starts after a pause of at
+    least `pause` frames, or where the segment would grow past `longest` frames."""
+    groups: list[list[Word]] = []
+    for word in words:
+        if groups and word.start - groups[-1][-1].end < pause \
+                and word.end - groups[-1][0].start <= longest:
+            groups[-1].append(word)
+        else:
+            groups.append([word])
+    return groups
+
+
 def greedy_texts(tokenizer, logits: list[torch.Tensor]) -> list[str]:
     """Greedy transcripts of each utterance's [frames, vocab] logits."""
     return [greedy_text(tokenizer, lg.argmax(-1).tolist()) for lg in logits]
@@ -153,3 +218,14 @@ class BeamDecoder:
         """Best transcript of one utterance's (frames x vocabulary) log-probabilities."""
         text = self.decoder.decode(log_probs, beam_width=self.beam_width)
         return " ".join(text.replace("⁇", "").split())
+
+    def words(self, log_probs: np.ndarray) -> list[Word]:
+        """The best beam's words with the frames the search gave each (unknown letters dropped,
+        as in `__call__`)."""
+        best = self.decoder.decode_beams(log_probs, beam_width=self.beam_width)[0]
+        out = []
+        for text, (start, end) in best[2]:
+            text = text.replace("⁇", "")
+            if text:
+                out.append(Word(text, int(start), int(end)))
+        return out
