@@ -1,7 +1,8 @@
 """`speechfm register`: put a fine-tuned CTC model folder into the MLflow model registry.
 
 The service serves registered models (`models:/<name>/<version>`); a version's artifacts are the
-transformers folder (config, safetensors weights, processor files) exactly as fine-tuning wrote it.
+transformers folder (config, safetensors weights, processor files) exactly as fine-tuning wrote it,
+plus its ONNX graphs (`speechfm.core.onnx`, for `serve --runtime onnx`) unless asked not to.
 """
 
 from __future__ import annotations
@@ -35,11 +36,16 @@ def check_model_dir(model_dir: Path) -> None:
 
 
 def register_model(model_dir: Path, name: str, uri: str | None = None,
-                   metrics: dict[str, float] | None = None, experiment: str = "register") -> dict:
-    """Log `model_dir` as the artifacts of a new run and register it as a new version of `name`."""
+                   metrics: dict[str, float] | None = None, experiment: str = "register",
+                   onnx: bool = True) -> dict:
+    """Log `model_dir` (with its ONNX graphs when `onnx`, exported now unless the folder holds
+    current ones) as the artifacts of a new run and register it as a new version of `name`."""
+    import tempfile
+
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from speechfm.core.onnx import export_onnx, is_current
     from speechfm.core.tracking import enabled, start_run, tracking_uri
 
     check_model_dir(model_dir)
@@ -50,6 +56,10 @@ def register_model(model_dir: Path, name: str, uri: str | None = None,
     with start_run(experiment, run_name=f"register-{name}", params={"model_dir": str(model_dir)},
                    tags={"speechfm.stage": "register"}, uri=uri) as run:
         run.log_artifacts(model_dir, artifact_path="model")
+        if onnx and not is_current(model_dir):  # the folder is a stage's output: export beside
+            with tempfile.TemporaryDirectory(prefix="speechfm-onnx-") as tmp:
+                export_onnx(model_dir, Path(tmp))
+                run.log_artifacts(tmp, artifact_path="model")
         if metrics:
             run.log_metrics(metrics)
         source = f"{run.artifact_uri}/model"

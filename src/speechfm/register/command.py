@@ -17,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics", type=Path,
                    help="JSON of numbers to log with the version (e.g. evaluate's metrics.json)")
     p.add_argument("--out", type=Path, help="write the registration (name, version, run) here")
+    p.add_argument("--no-onnx", dest="onnx", action="store_false",
+                   help="register without ONNX graphs (by default they are exported and added, "
+                   "so 'serve --runtime onnx' can serve the version)")
     add_tracking(p)
 
 
@@ -31,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as exc:
             raise SpeechfmError(f"cannot read metrics: {exc}", args.metrics) from exc
         metrics = {k: float(v) for k, v in _numbers(data).items()}
-    result = register_model(args.model, args.name, args.tracking_uri, metrics)
+    result = register_model(args.model, args.name, args.tracking_uri, metrics,
+                            onnx=args.onnx)
     text = json.dumps(result, indent=1)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
