@@ -20,8 +20,12 @@ from speechfm.core.vad import VadConfig
 
 log = logging.getLogger(__name__)
 
-VAD = VadConfig(vad="webrtc", webrtc_aggressiveness=2)
-"""The service cuts with webrtcvad (fast; music kept costs only compute) and prepare's smoothing."""
+VAD = VadConfig()
+"""The service cuts long audio as `speechfm prepare` does by default: silero, which rejects music
+and noise (webrtcvad keeps nearly all of both, and the model then spells letters over music)."""
+MERGE_GAP_S = 1.0
+"""Neighbouring speech regions closer than this share a chunk (up to 30 s); farther apart, the
+stretch between them (music, noise, silence) is never decoded."""
 
 
 NATIVE_FORMATS = ("WAV", "FLAC")
@@ -79,9 +83,10 @@ def split_speech(audio: np.ndarray, max_seconds: float = MAX_SEGMENT_SECONDS,
     """Speech chunks (start, end) in seconds, each <= `max_seconds`, by the shared VAD of
     `speechfm prepare` (its frame decisions and smoothing, in the mode of `VAD`).
 
-    Audio no longer than `max_seconds` is one chunk (nothing dropped). Longer audio: neighbouring
-    speech regions are merged while the chunk stays within the limit, regions longer than the limit
-    are cut evenly, and no piece is dropped for being short (unlike training segments).
+    Audio no longer than `max_seconds` is one chunk (nothing dropped). Longer audio: speech
+    regions less than `MERGE_GAP_S` apart are merged while the chunk stays within the limit,
+    regions longer than the limit are cut evenly, and no piece is dropped for being short (unlike
+    training segments); what lies between chunks (music, noise, silence) is not transcribed.
     """
     from speechfm.core.vad import frame_decisions, speech_regions
 
@@ -93,7 +98,7 @@ def split_speech(audio: np.ndarray, max_seconds: float = MAX_SEGMENT_SECONDS,
     chunks: list[tuple[float, float]] = []
     for a, b in speech_regions(flags, step, pcm.size, VAD):
         start, end = a / SAMPLE_RATE, b / SAMPLE_RATE
-        if chunks and end - chunks[-1][0] <= max_seconds:
+        if chunks and start - chunks[-1][1] < MERGE_GAP_S and end - chunks[-1][0] <= max_seconds:
             chunks[-1] = (chunks[-1][0], end)
             continue
         pieces = int(np.ceil((end - start) / max_seconds))

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from api.errors import ApiError
-from api.registry import LoadedModel
+from api.registry import Decoded, LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ class MicroBatcher:
         self.clips = 0
         self._task = asyncio.get_running_loop().create_task(self._work())
 
-    async def transcribe(self, clips: list[np.ndarray]) -> list[str]:
+    async def transcribe(self, clips: list[np.ndarray]) -> list[Decoded]:
         """Transcripts of `clips` (all queued at once, or 503 if the queue has no room)."""
         if self.queue.maxsize - self.queue.qsize() < len(clips):
             raise ApiError(503, "busy", "the model's queue is full; retry shortly",
@@ -65,20 +65,20 @@ class MicroBatcher:
             if not batch:
                 continue
             try:
-                texts = await loop.run_in_executor(
+                results = await loop.run_in_executor(
                     self.executor, self.model.transcribe, [clip for clip, _ in batch])
             except Exception as exc:
                 log.exception("batch of %d failed on model %s", len(batch), self.model.name)
-                texts = [exc] * len(batch)
+                results = [exc] * len(batch)
             self.batches += 1
             self.clips += len(batch)
-            for (_, fut), text in zip(batch, texts):
+            for (_, fut), result in zip(batch, results):
                 if fut.done():
                     continue
-                if isinstance(text, Exception):
-                    fut.set_exception(text)
+                if isinstance(result, Exception):
+                    fut.set_exception(result)
                 else:
-                    fut.set_result(text)
+                    fut.set_result(result)
 
     async def close(self) -> None:
         self._task.cancel()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ import numpy as np
 
 from api.errors import ApiError
 from api.settings import NAME_RE, Settings
+from speechfm.core.ctc import Word
+from speechfm.core.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,15 @@ class ModelEntry:
     source: str  # "dir" or "mlflow"
     path: Path | None = None
     version: str | None = None
+    created: int = field(default=0, compare=False)  # Unix seconds: folder written, version made
 
     def public(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "version": self.version}
+
+    def openai(self) -> dict[str, Any]:
+        """The entry as an OpenAI model object (`id`, `object`, `created`, `owned_by`)."""
+        return {"id": self.name, "object": "model", "created": self.created,
+                "owned_by": f"speechfm-{self.source}"}
 
 
 def is_model_dir(path: Path) -> bool:
@@ -66,7 +74,8 @@ class Registry:
         root = self.settings.models_dir
         if root is None or not root.is_dir():
             return []
-        return [ModelEntry(p.name, "dir", p) for p in sorted(root.iterdir())
+        return [ModelEntry(p.name, "dir", p, created=int((p / WEIGHTS).stat().st_mtime))
+                for p in sorted(root.iterdir())
                 if NAME_RE.match(p.name) and p.is_dir() and is_model_dir(p)]
 
     def _mlflow_entries(self) -> list[ModelEntry]:
@@ -81,11 +90,22 @@ class Registry:
             for rm in client.search_registered_models():
                 versions = sorted(rm.latest_versions or [], key=lambda v: int(v.version))
                 if NAME_RE.match(rm.name) and versions:
-                    out.append(ModelEntry(rm.name, "mlflow", version=str(versions[-1].version)))
+                    latest = versions[-1]
+                    out.append(ModelEntry(rm.name, "mlflow", version=str(latest.version),
+                                          created=int((latest.creation_timestamp or 0) / 1000)))
             return out
         except Exception as exc:  # noqa: BLE001 - a broken store must not take the service down
             log.warning("cannot list MLflow registered models at %s: %s", uri, exc)
             return []
+
+    def entry(self, name: str) -> ModelEntry:
+        """The listed model called `name`; 422 for a bad name, 404 if it is not listed."""
+        if not NAME_RE.match(name):
+            raise ApiError(422, "bad_name", "invalid model name", name=name[:100])
+        entry = self.entries().get(name) or self.entries(refresh=True).get(name)
+        if entry is None:
+            raise ApiError(404, "unknown_model", f"no model called '{name}' in the registry")
+        return entry
 
     def get(self, name: str) -> LoadedModel:
         """The loaded model called `name` (loading it on first use); 404 if it is not listed."""
@@ -94,11 +114,13 @@ class Registry:
         with self._lock:
             if name in self._loaded:
                 return self._loaded[name]
-            entry = self.entries().get(name) or self.entries(refresh=True).get(name)
-            if entry is None:
-                raise ApiError(404, "unknown_model", f"no model called '{name}' in the registry")
+            entry = self.entry(name)
             path = entry.path if entry.source == "dir" else self._fetch_mlflow(entry)
-            model = LoadedModel(name, path, self.settings.dtype)
+            try:
+                model = LoadedModel(name, path, self.settings)
+            except SpeechfmError as exc:  # e.g. --runtime onnx and no export in the folder
+                raise ApiError(409, "model_unusable", f"model '{name}' cannot be served as "
+                               f"configured: {exc}") from None
             self._loaded[name] = model
             return model
 
@@ -122,35 +144,74 @@ class Registry:
                        f"{entry.version} holds no wav2vec2 CTC folder with {WEIGHTS}")
 
 
+@dataclass
+class Decoded:
+    """One clip's transcript: its text, its words with their CTC frames, and per frame the
+    log-probability of the most likely token (for segment confidences)."""
+
+    text: str
+    words: list[Word]
+    frame_logprob: np.ndarray
+
+
 class LoadedModel:
-    """One model instance shared by all requests; the lock serialises use of its weights (hooks
-    that attribution puts on layers must not leak into a concurrent transcription)."""
+    """One model instance shared by all requests, in the configured runtime (torch or ONNX
+    Runtime) and precision, decoded greedily or with the configured n-gram beam search. Used by
+    the one inference thread only; attribution has its own copy in another process."""
 
-    def __init__(self, name: str, path: Path, dtype: str = "float32"):
-        import torch
+    def __init__(self, name: str, path: Path, settings: Settings):
+        from transformers import Wav2Vec2Config, Wav2Vec2Processor
 
-        from speechfm.core.ctc import load_ctc_model
+        from speechfm.core.ctc import BeamDecoder, frame_seconds
 
         self.name = name
         self.path = path
-        self.lock = threading.Lock()
-        self.autocast = dtype == "bfloat16"
-        self.model, self.processor = load_ctc_model(path, safetensors_only=True)
-        self.quantized = dtype == "int8"
-        if self.quantized:  # dynamic int8 Linear layers: faster on CPUs without bf16 units
-            from speechfm.core.ctc import quantize_int8
+        self.runtime, self.dtype = settings.runtime, settings.dtype
+        self.processor = Wav2Vec2Processor.from_pretrained(str(path), local_files_only=True)
+        self.frame_seconds = frame_seconds(Wav2Vec2Config.from_pretrained(str(path)))
+        self.beam = (BeamDecoder(self.processor, settings.lm, settings.alpha, settings.beta,
+                                 settings.beam_width) if settings.lm else None)
+        if self.runtime == "onnx":
+            from speechfm.core.onnx import OnnxCtc
 
-            self.model = quantize_int8(self.model)
-        self._torch = torch
-        log.info("loaded model '%s' from %s (%.1fM parameters, %s)", name, path,
-                 sum(p.numel() for p in self.model.parameters()) / 1e6, dtype)
+            self.onnx = OnnxCtc(path, self.dtype, threads=settings.threads or None)
+        else:
+            from speechfm.core.ctc import load_ctc_model, quantize_int8
 
-    def transcribe(self, audios: list[np.ndarray]) -> list[str]:
-        """Greedy CTC transcripts of a batch of 16 kHz clips, each exactly as if it ran alone
-        (`speechfm.core.ctc.ctc_logits`: no clip's result depends on its batch)."""
-        from speechfm.core.ctc import ctc_logits, greedy_texts
+            self.model, _ = load_ctc_model(path, safetensors_only=True)
+            if self.dtype == "int8":  # dynamic int8 Linear layers: faster on CPUs without bf16
+                self.model = quantize_int8(self.model)
+        log.info("loaded model '%s' from %s (%s, %s, %s decoding)", name, path, self.runtime,
+                 self.dtype, "beam + LM" if self.beam else "greedy")
 
-        torch = self._torch
-        with self.lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
-            logits = ctc_logits(self.model, self.processor.feature_extractor, audios)
-        return greedy_texts(self.processor.tokenizer, logits)
+    def logits(self, audios: list[np.ndarray]) -> list[np.ndarray]:
+        """Float32 CTC logits [frames, vocab] of a batch of 16 kHz clips, each exactly as if it
+        ran alone (`speechfm.core.ctc.ctc_logits`; the ONNX graphs batch the same way)."""
+        extractor = self.processor.feature_extractor
+        if self.runtime == "onnx":
+            return self.onnx.logits(extractor, audios)
+        import torch
+
+        from speechfm.core.ctc import ctc_logits
+
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.dtype == "bfloat16"):
+            return [lg.float().numpy() for lg in ctc_logits(self.model, extractor, audios)]
+
+    def transcribe(self, audios: list[np.ndarray]) -> list[Decoded]:
+        """Transcripts and word frames of a batch of 16 kHz clips (no clip's result depends on
+        its batch)."""
+        from speechfm.core.ctc import greedy_text, greedy_words
+
+        tokenizer = self.processor.tokenizer
+        out = []
+        for logits in self.logits(audios):
+            shifted = logits - logits.max(axis=-1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+            best = log_probs.max(axis=-1)
+            if self.beam is None:
+                ids = logits.argmax(axis=-1)
+                out.append(Decoded(greedy_text(tokenizer, ids), greedy_words(tokenizer, ids), best))
+            else:
+                words = self.beam.words(log_probs)
+                out.append(Decoded(" ".join(w.text for w in words), words, best))
+        return out

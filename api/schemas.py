@@ -34,12 +34,40 @@ class ModelInfo(BaseModel):
     version: str | None = None
 
 
+class OpenAIModel(BaseModel):
+    id: str = Field(description="the model's name (the `model` of transcription requests)")
+    object: str = "model"
+    created: int = Field(description="Unix time the weights were written or the version made")
+    owned_by: str = Field(description="speechfm-dir or speechfm-mlflow")
+
+
 class ModelList(BaseModel):
+    """Both listings in one body: OpenAI's (`object`, `data`) and the service's (`models`)."""
+
+    object: str = "list"
+    data: list[OpenAIModel]
     models: list[ModelInfo]
+
+
+class ModelDetail(OpenAIModel, ModelInfo):
+    """One model as OpenAI's `GET /v1/models/{id}` and the service's listing describe it."""
+
+
+class TimedWord(BaseModel):
+    word: str
+    start: float = Field(description="seconds from the start of the upload (CTC frames, 20 ms)")
+    end: float
 
 
 class Chunk(BaseModel):
     start: float = Field(description="seconds from the start of the upload")
+    end: float
+    text: str
+    words: list[TimedWord]
+
+
+class TimedText(BaseModel):
+    start: float
     end: float
     text: str
 
@@ -48,7 +76,10 @@ class Transcript(BaseModel):
     model: str
     seconds: float
     text: str
-    chunks: list[Chunk]
+    chunks: list[Chunk] = Field(description="what the model decoded: the whole upload up to 30 s, "
+                                "else the VAD's speech regions")
+    segments: list[TimedText] = Field(description="subtitle cues: a chunk's words split at pauses "
+                                      "of 0.5 s or more, at most 10 s each")
 
 
 class JobOut(BaseModel):

@@ -8,14 +8,18 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.attribution import Jobs
+from api.audio import split_speech
 from api.batcher import MicroBatcher
 from api.errors import ApiError
 from api.registry import LoadedModel, Registry
 from api.settings import Settings
+from api.transcripts import Transcription, transcription
+from api.upload import decoded
+from speechfm.core.constants import SAMPLE_RATE
 from speechfm.core.errors import require_tool
 
 
@@ -27,12 +31,16 @@ class Service:
         self.registry = Registry(settings)
         self.inference = ThreadPoolExecutor(1, thread_name_prefix="inference")
         self.batchers: dict[str, MicroBatcher] = {}
-        self.jobs = Jobs(settings.max_jobs)
+        self.jobs = Jobs(settings.max_jobs, settings.max_queued_jobs, settings.attribution_threads)
         self.ready = False
 
     async def start(self) -> None:
         """Check ffmpeg and load the preloaded models (off the event loop)."""
         require_tool("ffmpeg")
+        if self.settings.runtime == "torch" and self.settings.threads:
+            import torch
+
+            torch.set_num_threads(self.settings.threads)
         for name in self.settings.preload:
             await self.model(name)
         self.ready = True
@@ -46,6 +54,15 @@ class Service:
     async def model(self, name: str) -> LoadedModel:
         """The loaded model `name` (loading it on first use, in a thread)."""
         return await asyncio.get_running_loop().run_in_executor(None, self.registry.get, name)
+
+    async def transcribe(self, name: str, upload: UploadFile) -> Transcription:
+        """An upload to model `name`, decoded, cut by the VAD (off the event loop), its chunks
+        micro-batched with other requests'."""
+        model = await self.model(name)
+        audio = await decoded(upload, self.settings.max_audio_seconds, "max_audio_seconds")
+        spans = await asyncio.get_running_loop().run_in_executor(None, split_speech, audio)
+        clips = [audio[round(s * SAMPLE_RATE): round(e * SAMPLE_RATE)] for s, e in spans]
+        return transcription(model, audio.size, spans, await self.batcher(model).transcribe(clips))
 
     def batcher(self, model: LoadedModel) -> MicroBatcher:
         """The micro-batcher of `model`, made on first use (inside the event loop)."""

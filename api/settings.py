@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from speechfm.core.errors import SpeechfmError
+
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 """Model, report and job names: no separators, no leading dot, so no path traversal."""
 NAME_RE = re.compile(NAME_PATTERN)
@@ -36,11 +38,29 @@ class Settings:
     max_wait_ms: float = 10.0
     max_queue: int = 64
     """Chunks waiting per model; beyond it requests get 503 (back-pressure, not unbounded memory)."""
+    dtype: str = "float32"
+    """Inference precision: float32; bfloat16 (torch autocast; pays off only on CPUs with bf16
+    units); int8 (torch: dynamic quantization of Linear layers; onnx: the MatMul-only graph)."""
+    runtime: str = "torch"
+    """torch (eager transformers) or onnx (ONNX Runtime on the folder's `speechfm export --onnx`
+    graphs)."""
+    threads: int = 0
+    """Intra-op threads of the inference runtime (0: every core this process may use)."""
+    lm: Path | None = None
+    """ARPA n-gram (from `speechfm lm`) for beam-search decoding; None: greedy."""
+    alpha: float = 0.5
+    """Language model weight of the beam search."""
+    beta: float = 1.0
+    """Word insertion bonus of the beam search."""
+    beam_width: int = 50
     max_jobs: int = 16
     """Attribution jobs kept (queued, running or finished); beyond it new ones get 503."""
-    dtype: str = "float32"
-    """Inference precision: float32; bfloat16 (autocast; pays off only on CPUs with bf16 units);
-    int8 (dynamic quantization of Linear layers; transcription only, no attribution)."""
+    max_queued_jobs: int = 2
+    """Attribution jobs queued or running at once; beyond it new ones get 503."""
+    attribution_threads: int = 1
+    """Torch threads of the attribution worker process (it also runs at a lower CPU priority)."""
+    max_stream_seconds: float = 3600.0
+    """Audio one WebSocket stream may send."""
     preload: tuple[str, ...] = ()
 
     @classmethod
@@ -55,14 +75,28 @@ class Settings:
         return cls(**values)
 
 
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise SpeechfmError(f"unknown runtime '{self.runtime}'",
+                                hint=f"choose one of {', '.join(RUNTIMES)}")
+        if self.dtype not in RUNTIMES[self.runtime]:
+            raise SpeechfmError(f"the {self.runtime} runtime has no dtype '{self.dtype}'",
+                                hint=f"choose one of {', '.join(RUNTIMES[self.runtime])}")
+        if self.lm is not None and not Path(self.lm).is_file():
+            raise SpeechfmError("language model not found", path=self.lm,
+                                hint="build one with 'speechfm lm'")
+
+
+RUNTIMES = {"torch": ("float32", "bfloat16", "int8"), "onnx": ("float32", "int8")}
+
+
 def _parse(name: str, raw: str) -> object:
-    """Convert an environment string to the field's type."""
-    if name in {"models_dir", "reports_dir", "cache_dir"}:
+    """Convert an environment string to the field's type (from its annotation)."""
+    kind = next(f.type for f in fields(Settings) if f.name == name)
+    if "Path" in kind:
         return Path(raw)
-    if name in {"max_upload_bytes", "max_batch", "max_queue", "max_jobs"}:
-        return int(raw)
-    if name in {"max_audio_seconds", "max_attribution_seconds", "max_wait_ms"}:
-        return float(raw)
-    if name == "preload":
+    if kind.startswith("tuple"):
         return tuple(x for x in raw.split(",") if x)
+    if kind in ("int", "float"):
+        return {"int": int, "float": float}[kind](raw)
     return raw

@@ -1,10 +1,13 @@
 """The HTTP service against a real uvicorn process on 127.0.0.1: every endpoint, bad inputs, auth,
-an MLflow-registered model, a schemathesis fuzz run, a bounded load test and the web page in
-headless Chromium."""
+an MLflow-registered model (also through ONNX Runtime with an n-gram LM), the OpenAI-compatible
+endpoint through the official `openai` client, word/segment times against the demo archive's
+ground truth, WebSocket streaming (and a client that vanishes), attribution beside transcription,
+a schemathesis fuzz run, a bounded load test and the web page in headless Chromium."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -57,6 +60,58 @@ def write_report(folder: Path, model: str, lur: list[float]) -> None:
 
 
 @pytest.fixture(scope="module")
+def demo_hours(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict]]]:
+    """Two 60 s demo broadcast files (`speechfm synth`) with their ground truth: a radio hour
+    (speech, pure music, a jingle, noise) and a TV hour (MPEG-TS with a video stream)."""
+    from speechfm.synth import SynthConfig, synthesize
+
+    out = tmp_path_factory.mktemp("demo-hours")
+    synthesize(out, SynthConfig(seed=1, channels=2, days=1, hours_per_day=1, hour_seconds=60,
+                                labeled={"train": 1, "valid": 1, "test": 1}), jobs=1)
+    hours = {}
+    for kind, name in (("radio", "yle_radio_suomi"), ("tv", "yle_tv1")):
+        (ts,) = (out / "archive").rglob(f"{name}_*.ts")
+        truth = json.loads(ts.with_name(ts.stem + ".truth.json").read_text())["intervals"]
+        hours[kind] = (ts, truth)
+    kinds = {iv["kind"] for iv in hours["radio"][1]}
+    assert {"speech", "music", "noise", "jingle"} <= kinds  # what the checks below rely on
+    return hours
+
+
+TOLERANCE_S = 0.3
+"""How far a time may be from the ground truth (VAD decisions are 32 ms, CTC frames 20 ms)."""
+
+
+def speech_blocks(truth: list[dict], gap: float = 1.0) -> list[tuple[float, float]]:
+    """The truth's speech intervals, joined where less than `gap` apart (sentence pauses)."""
+    blocks: list[list[float]] = []
+    for iv in sorted((iv for iv in truth if iv["kind"] == "speech"), key=lambda iv: iv["start"]):
+        if blocks and iv["start"] - blocks[-1][1] < gap:
+            blocks[-1][1] = max(blocks[-1][1], iv["end"])
+        else:
+            blocks.append([iv["start"], iv["end"]])
+    return [(a, b) for a, b in blocks]
+
+
+def assert_follows_the_speech(spans: list[tuple[float, float]], truth: list[dict]) -> None:
+    """Timed pieces of a transcript against the ground truth: each lies within a speech block
+    (so none over music, noise, a jingle or silence), every block has some, and the first piece
+    in a block starts, and the last ends, within `TOLERANCE_S` of the block's start and end."""
+    blocks = speech_blocks(truth)
+    assert spans and all(a < b for a, b in spans)
+    inside = {}
+    for a, b in spans:
+        home = [k for k, (s, e) in enumerate(blocks)
+                if s - TOLERANCE_S <= a and b <= e + TOLERANCE_S]
+        assert home, f"{(a, b)} is not within any speech block {blocks}"
+        inside.setdefault(home[0], []).append((a, b))
+    assert sorted(inside) == list(range(len(blocks))), (spans, blocks)
+    for k, (s, e) in enumerate(blocks):
+        first, last = min(x[0] for x in inside[k]), max(x[1] for x in inside[k])
+        assert abs(first - s) <= TOLERANCE_S and abs(last - e) <= TOLERANCE_S, ((s, e), inside[k])
+
+
+@pytest.fixture(scope="module")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Uploads made with ffmpeg: formats and rates the service must accept, and bad ones."""
     d = tmp_path_factory.mktemp("clips")
@@ -83,9 +138,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def service(tiny_ctc_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
-    """`speechfm serve` in a subprocess with a models folder, an MLflow store, reports and a token;
-    yields (base URL, process); stopped by PID at the end."""
+def stores(tiny_ctc_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """What the pipeline leaves for the service: a models folder, an MLflow store holding the
+    model registered by `speechfm register` (with its ONNX graphs), reports of `speechfm lur`."""
     tmp = tmp_path_factory.mktemp("serve")
     models = tmp / "models"
     shutil.copytree(tiny_ctc_model_dir, models / "tiny")
@@ -111,21 +166,39 @@ def service(tiny_ctc_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     write_report(reports / "base-lur", "base", [70.0, 72.5, 60.1])
     token_file = tmp / "token"
     token_file.write_text(TOKEN + "\n")
+    return {"tmp": tmp, "models": models, "uri": uri, "reports": reports, "token": token_file}
+
+
+@pytest.fixture(scope="module")
+def service(stores: dict):
+    """`speechfm serve` in a subprocess with a models folder, an MLflow store, reports and a token;
+    yields (base URL, process); stopped by PID at the end."""
+    with serving(stores["tmp"], "--models", stores["models"], "--tracking-uri", stores["uri"],
+                 "--reports", stores["reports"], "--token-file", stores["token"],
+                 "--preload", "tiny",
+                 "--max-upload-mb", MAX_UPLOAD_BYTES / 1024 / 1024,
+                 "--max-seconds", MAX_SECONDS, env={"SPEECHFM_SERVE_MAX_JOBS": "4",
+                                                    "SPEECHFM_SERVE_MAX_QUEUED_JOBS": "1"}) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, *args: object, env: dict[str, str] | None = None, log_name: str = "server"):
+    """`speechfm serve ARGS` on a free port (cwd `tmp`) until ready; yields (base URL, process);
+    stopped by PID; its log must hold no traceback."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
-           "SPEECHFM_SERVE_CACHE_DIR": str(tmp / "cache"), "SPEECHFM_SERVE_MAX_JOBS": "4"}
-    log = open(tmp / "server.log", "w")  # noqa: SIM115 - open for the server's whole life
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "speechfm", "serve", "--port", str(port), "--models", str(models),
-         "--tracking-uri", uri, "--reports", str(reports), "--token-file", str(token_file),
-         "--preload", "tiny", "--max-upload-mb", str(MAX_UPLOAD_BYTES / 1024 / 1024),
-         "--max-seconds", str(MAX_SECONDS)],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+           "SPEECHFM_SERVE_CACHE_DIR": str(tmp / "cache"), **(env or {})}
+    log_path = tmp / f"{log_name}.log"
+    log = log_path.open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "speechfm", "serve", "--port", str(port),
+                             *map(str, args)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                            cwd=tmp)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
-            assert proc.poll() is None, (tmp / "server.log").read_text()
+            assert proc.poll() is None, log_path.read_text()
             try:
                 if httpx.get(f"{base}/v1/ready", timeout=5).status_code == 200:
                     break
@@ -141,7 +214,8 @@ def service(tiny_ctc_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    assert "Traceback" not in (tmp / "server.log").read_text(), (tmp / "server.log").read_text()
+    text = log_path.read_text()
+    assert "Traceback" not in text and "Task exception" not in text, text
 
 
 def reference_transcript(model_dir: Path, path: Path) -> str:
@@ -170,8 +244,13 @@ def test_health_ready_models_and_page(service) -> None:
     assert httpx.get(f"{base}/v1/health").json() == {"status": "ok"}
     ready = httpx.get(f"{base}/v1/ready").json()
     assert ready["ready"] and ready["loaded"] == ["tiny"]
-    models = {m["name"]: m for m in httpx.get(f"{base}/v1/models").json()["models"]}
+    listing = httpx.get(f"{base}/v1/models").json()
+    models = {m["name"]: m for m in listing["models"]}
     assert set(models) == {"tiny", "tiny-registered"}
+    assert listing["object"] == "list"  # the OpenAI listing in the same body
+    assert {m["id"]: m["owned_by"] for m in listing["data"]} == {
+        "tiny": "speechfm-dir", "tiny-registered": "speechfm-mlflow"}
+    assert all(m["object"] == "model" and m["created"] > 1.6e9 for m in listing["data"])
     assert models["tiny"]["source"] == "dir"
     assert models["tiny-registered"] == {"name": "tiny-registered", "source": "mlflow",
                                          "version": "1"}
@@ -193,6 +272,13 @@ def test_transcribe_formats_match_the_model(service, clips, tiny_ctc_model_dir, 
     assert body["text"]  # random weights still emit characters for these clips
     assert len(body["chunks"]) == 1 and body["chunks"][0]["start"] == 0.0
     assert body["seconds"] == pytest.approx(body["chunks"][0]["end"], abs=0.01)
+    # word times: CTC frames of 20 ms, in order, inside the chunk; they spell the text
+    words = body["chunks"][0]["words"]
+    assert " ".join(w["word"] for w in words) == " ".join(body["text"].split())
+    assert all(0 <= w["start"] < w["end"] <= body["seconds"] + 0.02 for w in words)
+    assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(words))
+    assert all(round(w["start"] / 0.02, 6).is_integer() for w in words)
+    assert " ".join(seg["text"] for seg in body["segments"]) == " ".join(body["text"].split())
 
 
 def test_registered_mlflow_model_transcribes_like_the_folder(service, clips) -> None:
@@ -202,18 +288,19 @@ def test_registered_mlflow_model_transcribes_like_the_folder(service, clips) -> 
     assert b["model"] == "tiny-registered" and b["text"] == a["text"]
 
 
-def test_long_audio_is_split_into_vad_chunks(service, clips) -> None:
+def test_long_audio_is_cut_by_the_music_rejecting_vad(service, demo_hours) -> None:
+    """A 60 s demo broadcast (MPEG-TS) with pure music, a jingle and noise: the chunks the model
+    decodes cover the speech and nothing else, so music and noise give no text."""
     base, _ = service
-    body = post(base, "/v1/models/tiny/transcribe", clips["long.flac"]).json()
-    assert body["seconds"] == pytest.approx(75.0, abs=0.1)
+    ts, truth = demo_hours["radio"]
+    body = post(base, "/v1/models/tiny/transcribe", ts).json()
+    assert body["seconds"] == pytest.approx(60.0, abs=0.1)
     chunks = body["chunks"]
-    assert len(chunks) >= 3
     assert all(0 < c["end"] - c["start"] <= 30.0 for c in chunks)
     assert all(a["end"] <= b["start"] for a, b in itertools.pairwise(chunks))
-    # the silences after each burst (20-25 s, 45-50 s, 70-75 s) are not inside any chunk
-    for gap in (22.5, 47.5, 72.5):
-        assert not any(c["start"] < gap < c["end"] for c in chunks), chunks
+    assert_follows_the_speech([(c["start"], c["end"]) for c in chunks], truth)
     assert body["text"] == " ".join(c["text"] for c in chunks if c["text"])
+    assert_follows_the_speech([(g["start"], g["end"]) for g in body["segments"]], truth)
 
 
 @pytest.mark.parametrize("clip, code", [
@@ -381,16 +468,18 @@ def test_int8_model_transcribes_close_to_float(tiny_ctc_model_dir) -> None:
     import torch
 
     from api.registry import LoadedModel
+    from api.settings import Settings
 
     rng = np.random.default_rng(1)
     clips = [0.3 * rng.standard_normal(n).astype(np.float32) for n in (16000, 24000)]
-    plain = LoadedModel("tiny", tiny_ctc_model_dir, "float32")
-    quantized = LoadedModel("tiny", tiny_ctc_model_dir, "int8")
-    assert quantized.quantized and not plain.quantized
+    plain = LoadedModel("tiny", tiny_ctc_model_dir, Settings())
+    quantized = LoadedModel("tiny", tiny_ctc_model_dir, Settings(dtype="int8"))
     assert any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear)
                for m in quantized.model.modules())
-    texts = quantized.transcribe(clips)
-    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+    assert not any(isinstance(m, torch.ao.nn.quantized.dynamic.Linear)
+                   for m in plain.model.modules())
+    decoded = quantized.transcribe(clips)
+    assert len(decoded) == 2 and all(d.text for d in decoded)
     with torch.inference_mode():
         x = plain.processor.feature_extractor(clips[0], sampling_rate=16000,
                                               return_tensors="pt").input_values
@@ -425,3 +514,156 @@ def test_uploads_in_the_models_format_are_read_without_ffmpeg_and_give_its_sampl
     with pytest.raises(ApiError) as err:
         audio_io.decode(tmp_path / "cut.flac", 30.0)
     assert err.value.status == 422
+
+
+def openai_client(base: str):
+    from openai import OpenAI
+
+    return OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def test_openai_client_lists_and_transcribes(service, clips) -> None:
+    """The official `openai` client against the OpenAI-compatible routes: listing, every
+    response format, and errors as its exceptions."""
+    import openai
+
+    base, _ = service
+    client = openai_client(base)
+    assert {m.id for m in client.models.list()} == {"tiny", "tiny-registered"}
+    assert client.models.retrieve("tiny-registered").owned_by == "speechfm-mlflow"
+    own = post(base, "/v1/models/tiny/transcribe", clips["tone.mp3"]).json()
+    create = client.audio.transcriptions.create
+    with clips["tone.mp3"].open("rb") as f:
+        assert create(model="tiny", file=f).text == own["text"]
+    with clips["tone.mp3"].open("rb") as f:
+        assert create(model="tiny", file=f, response_format="text").strip() == own["text"]
+    with clips["tone.mp3"].open("rb") as f:
+        verbose = create(model="tiny", file=f, response_format="verbose_json", language="fi",
+                         prompt="ignored", temperature=0.0,
+                         timestamp_granularities=["word", "segment"])
+    assert verbose.text == own["text"] and verbose.language == "fi"
+    assert verbose.duration == pytest.approx(3.0, abs=0.05)
+    assert [(w.word, w.start, w.end) for w in verbose.words] == [
+        (w["word"], w["start"], w["end"]) for w in own["chunks"][0]["words"]]
+    assert [(g.start, g.end, g.text) for g in verbose.segments] == [
+        (g["start"], g["end"], g["text"]) for g in own["segments"]]
+    assert all(g.avg_logprob <= 0 and g.tokens and g.compression_ratio > 0
+               for g in verbose.segments)
+    with clips["tone.mp3"].open("rb") as f:  # the default granularity is segment only
+        assert create(model="tiny", file=f, response_format="verbose_json").words is None
+    with clips["tone.mp3"].open("rb") as f:
+        srt = create(model="tiny", file=f, response_format="srt")
+    with clips["tone.mp3"].open("rb") as f:
+        vtt = create(model="tiny", file=f, response_format="vtt")
+    first = own["segments"][0]
+    assert srt.startswith(f"1\n00:00:{first['start']:06.3f}".replace(".", ","))
+    assert vtt.startswith("WEBVTT\n\n00:00:") and first["text"] in vtt and first["text"] in srt
+    assert srt.count(" --> ") == vtt.count(" --> ") == len(own["segments"])
+    with clips["tone.mp3"].open("rb") as f, pytest.raises(openai.NotFoundError) as err:
+        create(model="nope", file=f)
+    assert err.value.body["code"] == "unknown_model"
+    with clips["tone.mp3"].open("rb") as f, pytest.raises(openai.BadRequestError):
+        create(model="tiny", file=f, response_format="diarized_json")
+    with clips["tone.mp3"].open("rb") as f, pytest.raises(openai.BadRequestError) as err:
+        create(model="tiny", file=f, stream=True)
+    assert "WebSocket" in err.value.message
+    with clips["junk.bin"].open("rb") as f, pytest.raises(openai.UnprocessableEntityError):
+        create(model="tiny", file=f)
+    r = post(base, "/v1/audio/transcriptions", clips["big.bin"], data={"model": "tiny"})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "limit_exceeded"
+
+
+def test_segments_and_words_follow_the_ground_truth(service, demo_hours) -> None:
+    """verbose_json of a 60 s demo TV file (MPEG-TS with video; noise, a jingle, speech over
+    music): segment times within 0.3 s of the truth's speech, words inside their segments."""
+    base, _ = service
+    ts, truth = demo_hours["tv"]
+    with ts.open("rb") as f:
+        verbose = openai_client(base).audio.transcriptions.create(
+            model="tiny", file=f, response_format="verbose_json",
+            timestamp_granularities=["segment", "word"])
+    assert verbose.duration == pytest.approx(60.0, abs=0.1)
+    assert_follows_the_speech([(g.start, g.end) for g in verbose.segments], truth)
+    for g in verbose.segments:
+        inner = [w for w in verbose.words if g.start <= w.start and w.end <= g.end]
+        assert " ".join(w.word for w in inner) == g.text
+    assert sum(len(g.text.split()) for g in verbose.segments) == len(verbose.words)
+
+
+def pcm_of(path: Path) -> bytes:
+    """16 kHz mono s16le samples of a file, as a streaming client sends them."""
+    return subprocess.run([require("ffmpeg"), "-loglevel", "error", "-i", str(path), "-ac", "1",
+                           "-ar", "16000", "-f", "s16le", "-"], capture_output=True,
+                          check=True).stdout
+
+
+def open_stream(base: str, model: str = "tiny", **start: object):
+    import websocket
+
+    ws = websocket.create_connection(base.replace("http", "ws") + f"/v1/models/{model}/stream",
+                                     timeout=120)
+    ws.send(json.dumps({"type": "start", "sample_rate": 16000, "format": "s16le", **start}))
+    return ws
+
+
+def test_streaming_gives_finals_per_speech_region(service, demo_hours) -> None:
+    """A real WebSocket client streams a demo broadcast in 100 ms pieces: one final per speech
+    region, in order, following the ground truth; partials while a region grows; the end."""
+    base, _ = service
+    ts, truth = demo_hours["radio"]
+    pcm = pcm_of(ts)
+    ws = open_stream(base, partials=True)
+    assert json.loads(ws.recv())["type"] == "started"
+    for i in range(0, len(pcm), 3200):
+        ws.send_binary(pcm[i:i + 3200])
+    ws.send(json.dumps({"type": "stop"}))
+    messages = []
+    while not messages or messages[-1]["type"] not in ("done", "error"):
+        messages.append(json.loads(ws.recv()))
+    ws.close()
+    assert messages[-1] == {"type": "done", "seconds": pytest.approx(len(pcm) / 32000, abs=0.01)}
+    finals = [m for m in messages if m["type"] == "final"]
+    assert [m["start"] for m in finals] == sorted(m["start"] for m in finals)
+    assert_follows_the_speech([(m["start"], m["end"]) for m in finals], truth)
+    assert all(m["end"] - m["start"] <= 30.0 and m["text"] for m in finals)
+    for m in finals:
+        assert " ".join(w["word"] for w in m["words"]) == " ".join(m["text"].split())
+        assert all(m["start"] <= w["start"] < w["end"] <= m["end"] + 0.02 for w in m["words"])
+    partials = [m for m in messages if m["type"] == "partial"]
+    assert partials and all(any(f["start"] == p["start"] for f in finals) for p in partials)
+
+
+def test_streaming_survives_bad_and_vanishing_clients(service, demo_hours) -> None:
+    import socket as sockets
+
+    import websocket
+
+    base, _ = service
+    ws = websocket.create_connection(base.replace("http", "ws") + "/v1/models/tiny/stream")
+    ws.send("not json")
+    assert json.loads(ws.recv())["error"] == "bad_start"
+    ws.close()
+    ws = open_stream(base, sample_rate=44100)
+    assert json.loads(ws.recv())["error"] == "bad_format"
+    ws.close()
+    ws = open_stream(base, model="nope")
+    assert json.loads(ws.recv())["error"] == "unknown_model"
+    ws.close()
+    # a client that goes away mid-stream (no close frame) while regions are being transcribed
+    pcm = pcm_of(demo_hours["radio"][0])
+    for _ in range(2):
+        ws = open_stream(base)
+        ws.recv()
+        for i in range(0, len(pcm) // 2, 3200):
+            ws.send_binary(pcm[i:i + 3200])
+        ws.sock.shutdown(sockets.SHUT_RDWR)
+        ws.sock.close()
+    time.sleep(1.0)
+    assert httpx.get(f"{base}/v1/health").json() == {"status": "ok"}
+    ws = open_stream(base)  # and the next stream is served as ever
+    ws.recv()
+    ws.send_binary(pcm[: 16000 * 10])
+    ws.send(json.dumps({"type": "stop"}))
+    while (message := json.loads(ws.recv()))["type"] != "done":
+        assert message["type"] == "final"
+    ws.close()

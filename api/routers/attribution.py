@@ -8,7 +8,6 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import Response
 
 from api.attribution import DEFAULT_STEPS, MAX_STEPS
-from api.errors import ApiError
 from api.schemas import AUTH_ERRORS, ERRORS, ErrorBody, JobId, JobOut, Name
 from api.service import ServiceDep, authorized
 from api.settings import API_PREFIX
@@ -21,12 +20,10 @@ router = APIRouter(prefix=API_PREFIX, tags=["attribution"], dependencies=[Depend
              responses={**ERRORS, **AUTH_ERRORS, 409: {"model": ErrorBody}})
 async def attribution(name: Name, service: ServiceDep, file: Annotated[UploadFile, File()],
                       steps: Annotated[int, Form(ge=2, le=MAX_STEPS)] = DEFAULT_STEPS) -> dict:
-    """Start an attribution job for one clip: per-layer IG summary and per-layer LUR.
-    Poll `GET /v1/jobs/{id}` for the result."""
+    """Start an attribution job for one clip: per-layer IG summary and per-layer LUR, computed
+    by a worker process with its own float32 copy of the model (whatever runtime and precision
+    transcription uses), so transcription never waits for it. Poll `GET /v1/jobs/{id}`."""
     model = await service.model(name)
-    if model.quantized:
-        raise ApiError(409, "quantized", "attribution needs float weights; this service "
-                       "runs the model in int8 (start it with --dtype float32)")
     audio = await decoded(file, service.settings.max_attribution_seconds,
                           "max_attribution_seconds")
     return service.jobs.submit(model, audio, steps).public()

@@ -7,7 +7,7 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.schemas import Health, ModelList, Ready
+from api.schemas import ErrorBody, Health, ModelDetail, ModelList, Name, Ready
 from api.service import ServiceDep
 from api.settings import API_PREFIX
 
@@ -33,7 +33,17 @@ async def ready(service: ServiceDep) -> JSONResponse:
 
 @router.get("/models", response_model=ModelList, tags=["models"])
 async def models(service: ServiceDep) -> dict:
-    """Models in the registry (models folder and MLflow registered models)."""
+    """Models in the registry (models folder and MLflow registered models), as OpenAI lists
+    models (`object`, `data`) and in the service's own shape (`models`)."""
     loop = asyncio.get_running_loop()
-    entries = await loop.run_in_executor(None, service.registry.entries, True)
-    return {"models": [e.public() for e in entries.values()]}
+    entries = list((await loop.run_in_executor(None, service.registry.entries, True)).values())
+    return {"object": "list", "data": [e.openai() for e in entries],
+            "models": [e.public() for e in entries]}
+
+
+@router.get("/models/{name}", response_model=ModelDetail, tags=["models"],
+            responses={404: {"model": ErrorBody}, 422: {"model": ErrorBody}})
+async def model(name: Name, service: ServiceDep) -> dict:
+    """One model of the registry (without loading it)."""
+    entry = await asyncio.get_running_loop().run_in_executor(None, service.registry.entry, name)
+    return {**entry.openai(), **entry.public()}

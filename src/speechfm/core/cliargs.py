@@ -53,6 +53,22 @@ def add_tracking(parser: argparse.ArgumentParser, experiment: str | None = None)
                             help=f"MLflow experiment (default: {experiment})")
 
 
+def add_lm(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
+    """`--lm`, `--alpha`, `--beta`, `--beam-width`: n-gram beam search instead of greedy decoding
+    (`evaluate` and `serve`); without `defaults` unset flags stay None (the verb's settings
+    decide: `serve` reads $SPEECHFM_SERVE_* too)."""
+    from pathlib import Path
+
+    parser.add_argument("--lm", type=Path,
+                        help="n-gram language model (.arpa from 'speechfm lm', or a KenLM "
+                        "binary): beam search instead of greedy decoding")
+    for flag, kind, default, text in (("--alpha", float, 0.5, "language model weight"),
+                                      ("--beta", float, 1.0, "word insertion bonus"),
+                                      ("--beam-width", int, 50, "beam width")):
+        parser.add_argument(flag, type=kind, default=default if defaults else None,
+                            help=f"{text} (default {default})")
+
+
 def add_set(parser: argparse.ArgumentParser, example: str) -> None:
     """`--set KEY=VALUE`, repeatable: settings of the backend that override the preset."""
     parser.add_argument("--set", dest="overrides", action="append", default=[],

@@ -1,6 +1,7 @@
 """Voice activity detection shared by `prepare` and the service: frame decisions (silero, which
 rejects music and noise, or webrtcvad, fast), smoothing into regions, and cutting into segments of
-at most `max_seconds`, dropping pieces under `min_seconds`.
+at most `max_seconds`, dropping pieces under `min_seconds`; `SpeechStream` finds the same regions
+in audio that arrives piece by piece (the service's streaming endpoint).
 
 Loading silero changes nothing process-wide: callers that want one thread per process (prepare's
 workers) set it themselves."""
@@ -8,6 +9,7 @@ workers) set it themselves."""
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,6 +52,7 @@ SILERO_MIN_LANE_WINDOWS = 64  # about 2 s: shorter lanes would spend most time w
 SILERO_WARMUP_WINDOWS = 12  # 0.4 s of context before each lane lets the model's state settle
 
 _silero_model = None
+_silero_lock = threading.Lock()  # the shared model keeps state between windows: one user at a time
 
 
 def webrtc_frames(samples: np.ndarray, config: VadConfig) -> tuple[np.ndarray, int]:
@@ -93,9 +96,9 @@ def silero_probabilities(samples: np.ndarray) -> np.ndarray:
     batch = np.stack([x[i * lane * SILERO_WINDOW: i * lane * SILERO_WINDOW + span]
                       for i in range(lanes)])
     batch_t = torch.from_numpy(batch)
-    model.reset_states()
     out = np.empty((lanes, warm + lane), dtype=np.float32)
-    with torch.inference_mode():
+    with _silero_lock, torch.inference_mode():
+        model.reset_states()
         for w in range(warm + lane):
             chunk = batch_t[:, w * SILERO_WINDOW:(w + 1) * SILERO_WINDOW]
             out[:, w] = model(chunk, SAMPLE_RATE).reshape(-1).numpy()
@@ -165,3 +168,97 @@ def segments_of(samples: np.ndarray, config: VadConfig) -> tuple[list[tuple[int,
     """Speech pieces (start, end in samples) of one decoded stream, and samples dropped as short."""
     flags, step = frame_decisions(samples, config)
     return cut(speech_regions(flags, step, len(samples), config), config)
+
+
+class RegionTracker:
+    """`speech_regions` computed frame by frame: feed speech flags as they are decided, get each
+    region (start, end in samples, padded) as soon as no later frame can change it, which is
+    `min_gap` after its last speech frame. The regions are those of `speech_regions` on the same
+    flags (padding never makes two overlap, as `min_gap` > 2 x `padding`), except that a region
+    reaching `max_seconds` is closed there and the next piece starts at the cut, unpadded."""
+
+    def __init__(self, step: int, config: VadConfig):
+        self.step, self.config = step, config
+        self.gap = config.min_gap * SAMPLE_RATE
+        self.pad = int(config.padding * SAMPLE_RATE)
+        self.longest = int(config.max_seconds * SAMPLE_RATE)
+        self.frames = 0
+        self.run: list[int] | None = None  # [first speech sample, end of the last speech frame]
+        self.origin = 0  # where the region in progress starts: padded, or at a cut
+        self.cut = False  # the region in progress continues one closed at max_seconds
+
+    def feed(self, flags: np.ndarray) -> list[tuple[int, int]]:
+        """Regions closed by these frames' flags."""
+        out: list[tuple[int, int]] = []
+        for flag in flags.tolist():
+            at, self.frames = self.frames * self.step, self.frames + 1
+            now = self.frames * self.step
+            if flag:
+                if self.run is None:
+                    self.run, self.origin, self.cut = [at, now], max(0, at - self.pad), False
+                self.run[1] = now
+                if now + self.pad - self.origin >= self.longest:  # room for the closing pad
+                    out.append((self.origin, now))
+                    self.run, self.origin, self.cut = [now, now], now, True
+            elif self.run is not None and now - self.run[1] >= self.gap:
+                self._close(out, self.run[1] + self.pad)
+        return out
+
+    def open_region(self) -> tuple[int, int] | None:
+        """The region in progress so far (for partial results), if any."""
+        if self.run is None or self.run[1] <= self.origin:
+            return None
+        return self.origin, self.run[1]
+
+    def finish(self, total: int) -> list[tuple[int, int]]:
+        """The region still open when the stream ends at `total` samples."""
+        out: list[tuple[int, int]] = []
+        if self.run is not None:
+            self._close(out, min(total, self.run[1] + self.pad))
+        return out
+
+    def _close(self, out: list[tuple[int, int]], end: int) -> None:
+        (first, last), self.run = self.run, None
+        short = last - first < self.config.min_speech * SAMPLE_RATE
+        if last > first and (self.cut or not short):
+            out.append((self.origin, end))
+
+
+class SpeechStream:
+    """Silero speech regions of one audio stream fed in pieces of any size (16 kHz int16), with
+    its own model state (so streams never share one)."""
+
+    def __init__(self, config: VadConfig = VadConfig()):
+        from silero_vad import load_silero_vad
+
+        self.config = config
+        self.model = load_silero_vad()
+        self.tracker = RegionTracker(SILERO_WINDOW, config)
+        self.on = False
+        self.pending = np.zeros(0, dtype=np.int16)
+        self.samples = 0
+
+    def feed(self, pcm: np.ndarray) -> list[tuple[int, int]]:
+        """Speech regions (start, end in samples from the stream's start) closed by `pcm`."""
+        import torch
+
+        self.samples += len(pcm)
+        data = np.concatenate([self.pending, pcm])
+        windows = len(data) // SILERO_WINDOW
+        self.pending = data[windows * SILERO_WINDOW:]
+        flags = np.zeros(windows, dtype=bool)
+        with torch.inference_mode():
+            for w in range(windows):
+                chunk = torch.from_numpy(
+                    data[w * SILERO_WINDOW:(w + 1) * SILERO_WINDOW].astype(np.float32) / 32768.0)
+                p = float(self.model(chunk[None], SAMPLE_RATE))
+                self.on = p >= (self.config.silero_offset if self.on else self.config.silero_onset)
+                flags[w] = self.on
+        return self.tracker.feed(flags)
+
+    def open_region(self) -> tuple[int, int] | None:
+        return self.tracker.open_region()
+
+    def finish(self) -> list[tuple[int, int]]:
+        """The region still open at the end of the stream."""
+        return self.tracker.finish(self.samples)

@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from speechfm.core.cliargs import add_tracking
+    from speechfm.core.cliargs import add_lm, add_tracking
 
     p.add_argument("--model", type=Path, required=True,
                    help="transformers CTC model folder (finetune's model/ or an export)")
@@ -22,12 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="folder for hyp_<name>.tsv and metrics.json")
     p.add_argument("--alphabet", help="letters kept by normalisation (default: Finnish)")
     p.add_argument("--keep", default="", help="extra characters kept in references")
-    p.add_argument("--lm", type=Path,
-                   help="n-gram language model (.arpa from 'speechfm lm', or a KenLM binary): "
-                        "beam search instead of greedy decoding")
-    p.add_argument("--alpha", type=float, default=0.5, help="language model weight")
-    p.add_argument("--beta", type=float, default=1.0, help="word insertion bonus")
-    p.add_argument("--beam-width", type=int, default=50, help="beam width")
+    add_lm(p)
     add_tracking(p, experiment="evaluate")
 
 

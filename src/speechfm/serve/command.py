@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "Serve models (transcription, attribution) and LUR reports over HTTP with a web page."
+HELP = ("Serve models (transcription: own, OpenAI-compatible and streaming; attribution) and LUR "
+        "reports over HTTP with a web page.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from speechfm.core.cliargs import add_alias
+    from speechfm.core.cliargs import add_alias, add_lm
 
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000)
@@ -29,8 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="audio duration limit for transcription (default 600)")
     p.add_argument("--max-batch", type=int, help="clips per forward pass (default 8)")
     p.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill (default 10)")
+    p.add_argument("--runtime", choices=["torch", "onnx"],
+                   help="torch (default) or onnx: ONNX Runtime on the graphs of 'speechfm export "
+                   "--onnx' (written by 'speechfm register' too)")
     p.add_argument("--dtype", choices=["float32", "bfloat16", "int8"],
-                   help="inference precision (int8: dynamic quantization, transcription only)")
+                   help="inference precision (int8: torch dynamic quantization, or the ONNX "
+                   "MatMul-only int8 graph; bfloat16: torch only)")
+    p.add_argument("--threads", type=int,
+                   help="intra-op threads for inference (default: every core available)")
+    add_lm(p, defaults=False)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         preload=tuple(args.preload) if args.preload else None,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024) if args.max_upload_mb else None,
         max_audio_seconds=args.max_audio_seconds, max_batch=args.max_batch,
-        max_wait_ms=args.max_wait_ms, dtype=args.dtype,
+        max_wait_ms=args.max_wait_ms, runtime=args.runtime, dtype=args.dtype,
+        threads=args.threads, lm=args.lm, alpha=args.alpha, beta=args.beta,
+        beam_width=args.beam_width,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
                 timeout_graceful_shutdown=5)
