@@ -1,5 +1,6 @@
 """A small driver for headless Chromium over the DevTools protocol (websocket-client), for tests
-of web pages: evaluate JavaScript, wait for a condition, set a file input, take a screenshot."""
+of web pages: evaluate JavaScript, wait for a condition, set a file input, click like a user (a
+real mouse event, which counts as a gesture for media playback), take a screenshot."""
 
 from __future__ import annotations
 
@@ -25,13 +26,13 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 class Chromium:
     """Headless Chromium showing `url`; stopped (its process group, by PID) on exit."""
 
-    def __init__(self, url: str, profile: Path, timeout: float = 60):
-        self.url, self.profile, self.timeout = url, profile, timeout
+    def __init__(self, url: str, profile: Path, timeout: float = 60, flags: tuple[str, ...] = ()):
+        self.url, self.profile, self.timeout, self.flags = url, profile, timeout, flags
         self._ids = itertools.count(1)
 
     def __enter__(self) -> Self:
         self.profile.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={self.profile}",
+        self.proc = subprocess.Popen([CHROMIUM, *FLAGS, *self.flags, f"--user-data-dir={self.profile}",
                                       self.url], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
         try:
@@ -99,6 +100,15 @@ class Chromium:
         root = self.send("DOM.getDocument")["root"]["nodeId"]
         node = self.send("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
         self.send("DOM.setFileInputFiles", files=[str(path)], nodeId=node)
+
+    def click(self, selector: str) -> None:
+        """Press and release the left mouse button on the middle of the first match."""
+        box = self.evaluate(f"(() => {{ const r = document.querySelector({json.dumps(selector)})"
+                            ".getBoundingClientRect(); return [r.x + r.width / 2, "
+                            "r.y + r.height / 2]; })()")
+        for kind in ("mousePressed", "mouseReleased"):
+            self.send("Input.dispatchMouseEvent", type=kind, x=box[0], y=box[1], button="left",
+                      clickCount=1)
 
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot")["data"]))

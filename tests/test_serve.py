@@ -443,21 +443,47 @@ def test_load_200_requests_8_concurrent(service, clips) -> None:
 
 
 @pytest.mark.slow
-def test_web_page_in_headless_chromium(service, clips, tmp_path) -> None:
+def test_web_page_in_headless_chromium(service, clips, demo_hours, tmp_path) -> None:
+    """The page: transcribe a file, click a word and hear that stretch of it, a report's plot,
+    and the streaming mode with Chromium's fake microphone playing demo speech."""
     from tests.cdp import Chromium
 
     base, _ = service
-    expected = post(base, "/v1/models/tiny/transcribe", clips["tone.mp3"]).json()["text"]
-    with Chromium(f"{base}/", tmp_path / "profile") as page:
+    expected = post(base, "/v1/models/tiny/transcribe", clips["tone.mp3"]).json()
+    speech = tmp_path / "mic.wav"  # what the fake microphone plays: 12 s of the demo's speech
+    ffmpeg("-ss", "18", "-t", "12", "-i", str(demo_hours["radio"][0]), "-ac", "1", "-ar", "16000",
+           str(speech))
+    flags = ("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+             f"--use-file-for-fake-audio-capture={speech}%noloop")
+    with Chromium(f"{base}/", tmp_path / "profile", flags=flags) as page:
         page.wait_for("document.getElementById('model').options.length === 2")
         page.wait_for("document.querySelectorAll('#reports li').length === 2")
         page.set_file("#file", clips["tone.mp3"])
         page.evaluate("document.getElementById('transcribe').click()")
         page.wait_for("document.getElementById('status').textContent.startsWith('done')")
-        assert page.evaluate("document.getElementById('transcript').textContent") == expected
+        shown = page.evaluate("document.getElementById('transcript').textContent")
+        assert shown == " ".join(expected["text"].split())
+        words = expected["chunks"][0]["words"]
+        target = max(range(len(words)), key=lambda i: words[i]["end"] - words[i]["start"])
+        page.click(f"#transcript .word:nth-of-type({target + 1})")  # a real mouse click
+        page.wait_for("document.querySelector('#transcript .word.playing') !== null && "
+                      "!document.getElementById('player').paused")
+        at = page.evaluate("document.getElementById('player').currentTime")
+        assert words[target]["start"] - 0.05 <= at <= words[target]["end"] + 0.3
+        assert page.evaluate("document.querySelector('.word.playing').textContent") == \
+            words[target]["word"]
+        page.wait_for("document.getElementById('player').paused && "
+                      "document.querySelector('#transcript .word.playing') === null")
+        assert page.evaluate("document.getElementById('player').currentTime") <= \
+            words[target]["end"] + 0.5  # it stopped at the word's end
         page.evaluate("document.querySelector('#reports li a').click()")
         page.wait_for("document.getElementById('plot').complete && "
                       "document.getElementById('plot').naturalWidth > 0")
+        page.evaluate("document.getElementById('stream').click()")
+        page.wait_for("document.getElementById('status').textContent.startsWith('streaming')")
+        page.wait_for("document.querySelectorAll('#finals li').length >= 1")
+        page.evaluate("document.getElementById('stream').click()")
+        page.wait_for("document.getElementById('status').textContent.startsWith('stream done')")
         ARTIFACTS.mkdir(exist_ok=True)
         shot = page.screenshot(ARTIFACTS / "serve-page.png")
     assert shot.stat().st_size > 1000
@@ -667,3 +693,95 @@ def test_streaming_survives_bad_and_vanishing_clients(service, demo_hours) -> No
     while (message := json.loads(ws.recv()))["type"] != "done":
         assert message["type"] == "final"
     ws.close()
+
+
+@pytest.mark.slow
+def test_attribution_runs_beside_transcription_not_before_it(service, demo_hours,
+                                                            tmp_path) -> None:
+    """While an attribution job runs (its own process), transcription p90 latency stays within
+    1.5x of idle; a second job while the queue is full gets 503 with a JSON error."""
+    base, _ = service
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    speech = tmp_path / "speech.wav"  # 8 s of the demo's speech: a job of some seconds
+    ffmpeg("-ss", "30", "-t", "8", "-i", str(demo_hours["radio"][0]), "-ac", "1", "-ar", "16000",
+           str(speech))
+    clip = tmp_path / "clip.wav"
+    ffmpeg("-ss", "0", "-t", "4", "-i", str(demo_hours["radio"][0]), "-ac", "1", "-ar", "16000",
+           str(clip))
+    payload = clip.read_bytes()
+
+    def latencies(n: int, while_job: str | None = None) -> list[float]:
+        out = []
+        with httpx.Client(base_url=base, timeout=60) as client:
+            for _ in range(n):
+                t0 = time.perf_counter()
+                r = client.post("/v1/models/tiny/transcribe", files={"file": ("c.wav", payload)})
+                out.append(time.perf_counter() - t0)
+                assert r.status_code == 200
+                if while_job:
+                    status = client.get(f"/v1/jobs/{while_job}", headers=auth).json()["status"]
+                    assert status == "running", "the job ended before the measurement did"
+        return out
+
+    latencies(3)  # warm
+    idle = latencies(15)
+    r = post(base, "/v1/models/tiny/attributions", speech, headers=auth, data={"steps": "12"})
+    assert r.status_code == 202, r.text
+    job = r.json()["id"]
+    busy = post(base, "/v1/models/tiny/attributions", speech, headers=auth)
+    assert busy.status_code == 503 and busy.json()["error"] == "busy"
+    deadline = time.monotonic() + 120
+    while httpx.get(f"{base}/v1/jobs/{job}", headers=auth).json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(2.0)  # the worker has loaded its model copy and is computing
+    during = latencies(15, while_job=job)
+    p90_idle, p90_during = np.percentile(idle, 90), np.percentile(during, 90)
+    print(f"transcription p90: idle {p90_idle * 1000:.0f} ms, during attribution "
+          f"{p90_during * 1000:.0f} ms ({p90_during / p90_idle:.2f}x)")
+    assert p90_during <= 1.5 * p90_idle
+    while (state := httpx.get(f"{base}/v1/jobs/{job}", headers=auth).json())["status"] == "running":
+        time.sleep(0.5)
+    assert state["status"] == "done" and len(state["result"]["layers"]) == 2
+    print(f"job took {state['finished'] - state['created']:.1f} s")
+
+
+@pytest.fixture(scope="module")
+def onnx_service(stores: dict, tmp_path_factory: pytest.TempPathFactory):
+    """A second service: the MLflow-registered model (ONNX graphs exported by `speechfm
+    register`) through ONNX Runtime int8, decoded with an n-gram LM from `speechfm lm`."""
+    tmp = tmp_path_factory.mktemp("serve-onnx")
+    corpus = tmp / "corpus.txt"
+    corpus.write_text("talo on iso\nkissa on talossa\npunainen talo\niso kissa\n")
+    done = run_speechfm("lm", "--text", corpus, "--out", tmp / "lm.arpa")
+    assert done.returncode == 0, done.stderr
+    with serving(tmp, "--tracking-uri", stores["uri"], "--models", stores["models"],
+                 "--runtime", "onnx", "--dtype", "int8", "--lm", tmp / "lm.arpa",
+                 "--preload", "tiny-registered", log_name="onnx") as (base, _):
+        yield base, tmp
+
+
+def test_registered_model_served_by_onnx_runtime_with_the_lm(onnx_service, clips) -> None:
+    """`serve --runtime onnx --dtype int8 --lm` on the pipeline's registered model: the answer is
+    the LM beam search over the int8 graph's logits, computed here from the registered folder."""
+    from transformers import Wav2Vec2Processor
+
+    from api import audio as audio_io
+    from speechfm.core.ctc import BeamDecoder
+    from speechfm.core.onnx import OnnxCtc
+
+    base, tmp = onnx_service
+    body = post(base, "/v1/models/tiny-registered/transcribe", clips["stereo44k.wav"]).json()
+    (folder,) = {p.parent for p in (tmp / "cache").rglob("model.int8.onnx")}
+    processor = Wav2Vec2Processor.from_pretrained(str(folder))
+    audio = audio_io.decode(clips["stereo44k.wav"], 100.0)
+    (logits,) = OnnxCtc(folder, "int8").logits(processor.feature_extractor, [audio])
+    log_probs = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(
+        -1, keepdims=True)) - logits.max(-1, keepdims=True)
+    beam = BeamDecoder(processor, tmp / "lm.arpa")
+    assert body["text"] and body["text"] == beam(log_probs)
+    assert [w["word"] for w in body["chunks"][0]["words"]] == [w.text for w in beam.words(
+        log_probs)]
+    # a folder model without ONNX graphs is refused, saying how to make them
+    r = post(base, "/v1/models/tiny/transcribe", clips["tone.mp3"])
+    assert r.status_code == 409 and "speechfm export --onnx" in r.json()["message"]

@@ -23,8 +23,43 @@ async function loadModels() {
   $("model").replaceChildren(...models.map((m) => new Option(m.name + " (" + m.source + ")", m.name)));
 }
 
+// Words of the transcript are spans holding their times; clicking one plays that stretch.
+let wordTimer = null;
+function playWord(span) {
+  const player = $("player");
+  clearTimeout(wordTimer);
+  document.querySelectorAll(".word.playing").forEach((w) => w.classList.remove("playing"));
+  const start = Number(span.dataset.start), end = Number(span.dataset.end);
+  player.currentTime = start;
+  span.classList.add("playing");
+  player.play().then(() => {
+    wordTimer = setTimeout(() => { player.pause(); span.classList.remove("playing"); },
+                           Math.max(0.05, end - start) * 1000);
+  }).catch((e) => { span.classList.remove("playing"); say($("status"), "cannot play: " + e.message, true); });
+}
+
+function showWords(chunks) {
+  const spans = [];
+  for (const chunk of chunks) {
+    for (const w of chunk.words) {
+      if (spans.length) spans.push(" ");
+      const span = document.createElement("span");
+      span.className = "word";
+      span.textContent = w.word;
+      span.dataset.start = w.start;
+      span.dataset.end = w.end;
+      span.title = `${w.start.toFixed(2)}-${w.end.toFixed(2)} s`;
+      span.addEventListener("click", () => playWord(span));
+      spans.push(span);
+    }
+  }
+  $("transcript").replaceChildren(...spans);
+}
+
 async function transcribe(blob, filename) {
   lastClip = {blob, filename};
+  if ($("player").src) URL.revokeObjectURL($("player").src);
+  $("player").src = URL.createObjectURL(blob);
   const form = new FormData();
   form.append("file", blob, filename);
   say($("status"), "transcribing...");
@@ -35,7 +70,7 @@ async function transcribe(blob, filename) {
     return;
   }
   const result = await resp.json();
-  $("transcript").textContent = result.text;
+  showWords(result.chunks);
   $("chunks").tBodies[0].replaceChildren(...result.chunks.map((c) => {
     const row = document.createElement("tr");
     for (const v of [c.start.toFixed(2), c.end.toFixed(2), c.text]) {
@@ -71,6 +106,74 @@ $("record").addEventListener("click", async () => {
     say($("status"), "recording...");
   } catch (e) {
     say($("status"), "cannot record: " + e.message, true);
+  }
+});
+
+// Streaming mode: microphone -> 16 kHz s16le over the WebSocket; finals and partials shown live.
+let live = null;
+function toPcm16k(samples, rate) {
+  const n = Math.floor(samples.length * 16000 / rate);
+  const out = new Int16Array(n);
+  for (let i = 0; i < n; i++) {
+    const x = samples[Math.min(samples.length - 1, Math.round(i * rate / 16000))];
+    out[i] = Math.max(-1, Math.min(1, x)) * 32767;
+  }
+  return out;
+}
+
+$("stream").addEventListener("click", async () => {
+  if (live) { live.stop(); return; }
+  if (!navigator.mediaDevices || !window.WebSocket || !window.AudioContext) {
+    say($("status"), "streaming needs microphone access and WebSockets (not given here)", true);
+    return;
+  }
+  try {
+    const media = await navigator.mediaDevices.getUserMedia({audio: {channelCount: 1}});
+    const ctx = new AudioContext();
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const model = encodeURIComponent($("model").value);
+    const ws = new WebSocket(`${scheme}://${location.host}${API}/models/${model}/stream`);
+    ws.binaryType = "arraybuffer";
+    let started = false;
+    const source = ctx.createMediaStreamSource(media);
+    const tap = ctx.createScriptProcessor(4096, 1, 1);
+    tap.onaudioprocess = (e) => {
+      if (started && ws.readyState === WebSocket.OPEN) {
+        ws.send(toPcm16k(e.inputBuffer.getChannelData(0), ctx.sampleRate).buffer);
+      }
+    };
+    source.connect(tap);
+    tap.connect(ctx.destination);
+    const release = () => {
+      tap.disconnect(); source.disconnect();
+      media.getTracks().forEach((t) => t.stop());
+      ctx.close();
+      live = null;
+      $("stream").textContent = "Stream from microphone";
+    };
+    ws.onopen = () => ws.send(JSON.stringify({type: "start", sample_rate: 16000, format: "s16le", partials: true}));
+    ws.onmessage = (event) => {
+      const m = JSON.parse(event.data);
+      if (m.type === "started") { started = true; say($("status"), "streaming... speak"); }
+      else if (m.type === "partial") { $("partial").textContent = m.text; }
+      else if (m.type === "final") {
+        const item = document.createElement("li");
+        item.textContent = `${m.start.toFixed(1)}-${m.end.toFixed(1)} s: ${m.text}`;
+        $("finals").append(item);
+        $("partial").textContent = "";
+      } else if (m.type === "done") { say($("status"), `stream done: ${m.seconds.toFixed(1)} s`); }
+      else if (m.type === "error") { say($("status"), m.message, true); }
+    };
+    ws.onclose = () => { if (live) release(); };
+    $("live-section").hidden = false;
+    $("stream").textContent = "Stop streaming";
+    live = {stop() {
+      started = false;
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({type: "stop"}));
+      release();
+    }};
+  } catch (e) {
+    say($("status"), "cannot stream: " + e.message, true);
   }
 });
 
