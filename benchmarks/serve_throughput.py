@@ -1,10 +1,13 @@
 """Throughput of `speechfm serve` vs a plain transformers ASR pipeline loop, same files, same model.
 
 A Base-size wav2vec2 CTC model (Wav2Vec2Config() defaults, ~95M parameters, random weights) is
-saved to a temporary registry. For 1, 4 and 8 concurrent clients we measure requests/s and
-p50/p95 latency of (a) the service over HTTP on 127.0.0.1 (micro-batched; float32 and dynamic int8)
-and (b) the baseline: `pipeline("automatic-speech-recognition")` called from as many threads.
-Usage: python benchmarks/serve_throughput.py [--requests 16] [--seconds 3]
+saved to a temporary registry with its ONNX graphs (`speechfm export --onnx`). For 1, 4 and 8
+concurrent clients we measure requests/s and p50/p95 latency of (a) the service over HTTP on
+127.0.0.1 (micro-batched): torch float32 and dynamic int8, ONNX Runtime float32 and int8 (MatMul
+only); (b) the baseline: `pipeline("automatic-speech-recognition")` called from as many threads.
+Every service is a child of this process; cells are interleaved (all contenders at 1 client, then
+at 4, ...) so load drift hits every contender alike.
+Usage: python benchmarks/serve_throughput.py [--requests 16] [--seconds 3] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -97,14 +100,20 @@ def run_clients(call, clips: list[Path], clients: int, requests: int) -> dict[st
             "p95": float(np.percentile(latencies, 95))}
 
 
-def start_service(models: Path, dtype: str, workdir: Path) -> tuple[subprocess.Popen, str]:
+SERVICES = {"serve-float32": ("torch", "float32"), "serve-int8": ("torch", "int8"),
+            "onnx-float32": ("onnx", "float32"), "onnx-int8": ("onnx", "int8")}
+
+
+def start_service(models: Path, runtime: str, dtype: str,
+                  workdir: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "speechfm", "-q", "serve", "--port", str(port), "--models",
-         str(models), "--tracking-uri", "none", "--preload", "base", "--dtype", dtype,
+         str(models), "--tracking-uri", "none", "--preload", "base", "--runtime", runtime,
+         "--dtype", dtype,
          "--max-batch", "8", "--max-wait-ms", "20"],
         env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -127,18 +136,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=16, help="requests per measurement")
     parser.add_argument("--seconds", type=float, default=3.0, help="mean clip length")
+    parser.add_argument("--clients", type=int, nargs="+", default=list(LEVELS),
+                        help="concurrency levels (default 1 4 8)")
+    parser.add_argument("--only", nargs="+", choices=["pipeline", *SERVICES],
+                        help="measure these contenders only (default: all)")
     args = parser.parse_args()
     import torch
     from transformers import pipeline
 
+    from speechfm.core.onnx import export_onnx
+
+    wanted = args.only or ["pipeline", *SERVICES]
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         tmp = Path(tmp)
         model_dir = build_model(tmp / "models" / "base")
+        if any(SERVICES.get(name, ("",))[0] == "onnx" for name in wanted):
+            export_onnx(model_dir)
         clips = make_clips(tmp, 16, args.seconds)
         asr = pipeline("automatic-speech-recognition", model=str(model_dir),
                        feature_extractor=str(model_dir), tokenizer=str(model_dir), device=-1)
-        services = {dtype: start_service(tmp / "models", dtype, tmp)
-                    for dtype in ("float32", "int8")}
+        services = {name: start_service(tmp / "models", *SERVICES[name], tmp)
+                    for name in SERVICES if name in wanted}
         local = threading.local()
 
         def via_http(base: str):
@@ -151,13 +169,13 @@ def main() -> None:
                 r.raise_for_status()
             return call
 
-        calls = {"pipeline": lambda path: asr(str(path)),
-                 **{f"serve-{dtype}": via_http(base) for dtype, (_, base) in services.items()}}
+        calls = {**({"pipeline": lambda path: asr(str(path))} if "pipeline" in wanted else {}),
+                 **{name: via_http(base) for name, (_, base) in services.items()}}
         results: dict[str, dict[int, dict[str, float]]] = {name: {} for name in calls}
         try:
             for name, call in calls.items():  # warm-up: first call loads lazily / compiles
                 run_clients(call, clips, 1, 2)
-            for clients in LEVELS:  # interleaved, so load drift hits every contender alike
+            for clients in args.clients:  # interleaved, so load drift hits every contender alike
                 for name, call in calls.items():
                     results[name][clients] = r = run_clients(call, clips, clients, args.requests)
                     print(f"{name:16s} clients={clients}: {r['rps']:.2f} req/s, "
@@ -173,9 +191,10 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, per in results.items():
         for clients, r in per.items():
-            ratio = r["rps"] / results["pipeline"][clients]["rps"]
+            base = results.get("pipeline", {}).get(clients)
+            ratio = f"{r['rps'] / base['rps']:.2f}x" if base else "-"
             print(f"| {name} | {clients} | {r['rps']:.2f} | {r['p50'] * 1000:.0f} | "
-                  f"{r['p95'] * 1000:.0f} | {ratio:.2f}x |")
+                  f"{r['p95'] * 1000:.0f} | {ratio} |")
 
 
 if __name__ == "__main__":
