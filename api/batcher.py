@@ -64,6 +64,7 @@ class MicroBatcher:
             batch = [(clip, fut) for clip, fut in batch if not fut.done()]  # cancelled requests
             if not batch:
                 continue
+            started = time.monotonic()
             try:
                 results = await loop.run_in_executor(
                     self.executor, self.model.transcribe, [clip for clip, _ in batch])
@@ -72,6 +73,9 @@ class MicroBatcher:
                 results = [exc] * len(batch)
             self.batches += 1
             self.clips += len(batch)
+            log.debug("batch of %d clips (%.1f s of audio) in %.0f ms", len(batch),
+                      sum(clip.size for clip, _ in batch) / 16000,
+                      (time.monotonic() - started) * 1000)
             for (_, fut), result in zip(batch, results):
                 if fut.done():
                     continue
