@@ -1,7 +1,7 @@
 """Streaming transcription over a WebSocket: `/v1/models/{name}/stream`.
 
 The client sends a JSON start message, `{"type": "start", "sample_rate": 16000, "format":
-"s16le", "partials": false}` (every key optional, those values the only ones accepted), then
+"s16le", "partials": false}` (the other keys optional, those values the only ones accepted), then
 binary messages of 16 kHz mono signed 16-bit little-endian samples (any length), and
 `{"type": "stop"}` when it is done. The service runs the music-rejecting VAD as audio arrives
 (`speechfm.core.vad.SpeechStream`: its own silero state per stream) and answers each speech
