@@ -105,6 +105,60 @@ def test_default_vad_rejects_music_and_noise(prepared: Path, small_demo: Path,
     assert fast["music_kept"] > 3 * default["music_kept"]  # why webrtc is not the default
 
 
+def test_vad_quality_is_written_for_every_archive_and_odd_ground_truth_is_skipped(
+        prepared: Path, small_demo: Path, tmp_path: Path) -> None:
+    """Ground truth of another schema or broken JSON beside the files: prepare finishes (no
+    `KeyError: 'duration'` after every unit was built), warns naming each such file, scores
+    with the rest; with none usable the metric says so."""
+    quality = json.loads((prepared / "vad_quality.json").read_text())
+    assert quality["ground_truth"] is True and quality["truth_files"] == 8
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    shutil.copytree(small_demo / "archive", archive)
+    shutil.copytree(prepared, out)  # the same units, already built
+    truths = sorted(archive.rglob("*.truth.json"))
+    truths[0].write_text('{"file": "x.ts", "segments": []}')  # another schema
+    truths[1].write_text('{"file": "x.ts", "dur')  # cut short
+    result = run_speechfm("prepare", archive, "--out", out, "--workers", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["built"] == 0
+    for bad in truths[:2]:
+        assert f"{bad}: skipped for VAD quality" in result.stderr
+    quality = json.loads((out / "vad_quality.json").read_text())
+    assert quality["truth_files"] == 6 and quality["truth_files_skipped"] == 2
+    assert quality["speech_recall"] >= 0.9
+    for truth in truths:
+        truth.unlink()
+    (archive / "notes.truth.json").write_text("[1, 2]")
+    result = run_speechfm("prepare", archive, "--out", out, "--workers", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "vad_quality.json").read_text()) == {
+        "ground_truth": False, "truth_files": 0, "truth_files_skipped": 1}
+
+
+def test_inventory_lists_every_file_without_reading_it(small_demo: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    shutil.copytree(small_demo / "archive", archive)
+    (archive / ".hidden").mkdir()
+    (archive / ".hidden" / "x.ts").write_bytes(b"")
+    out = tmp_path / "inventory.tsv"
+    result = run_speechfm("inventory", archive, "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert rows[0] == ["path", "bytes", "mtime_ns"]
+    files = sorted(p for p in archive.rglob("*") if p.is_file() and ".hidden" not in p.parts)
+    assert [r[0] for r in rows[1:]] == [p.relative_to(archive).as_posix() for p in files]
+    assert all(int(r[1]) == (archive / r[0]).stat().st_size for r in rows[1:])
+    before = out.stat().st_mtime_ns
+    assert run_speechfm("inventory", archive, "--out", out).returncode == 0
+    assert out.stat().st_mtime_ns == before  # unchanged archive: the file is left as it is
+    first = archive / rows[1][0]
+    first.write_bytes(first.read_bytes() + b"\0")
+    assert run_speechfm("inventory", archive, "--out", out).returncode == 0
+    assert out.read_text().splitlines()[1].split("\t")[1] == str(int(rows[1][1]) + 1)
+    missing = run_speechfm("inventory", tmp_path / "nowhere", "--out", out)
+    assert missing.returncode == 2 and "archive folder not found" in missing.stderr
+
+
 def test_rerun_builds_nothing_and_changes_nothing(prepared: Path, small_demo: Path) -> None:
     before = manifest_bodies(prepared)
     summary = prepare_cli(small_demo / "archive", prepared, "--workers", "2")

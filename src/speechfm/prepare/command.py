@@ -60,14 +60,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _vad_quality(archive: Path, out: Path) -> None:
-    """With ground truth beside the sources (the demo archive), score the VAD into
-    OUT/vad_quality.json (a DVC metric); real archives have none and get no file."""
-    from speechfm.core.constants import GROUND_TRUTH_SUFFIX
+    """Score the VAD where ground truth lies beside the sources (the demo archive) into
+    OUT/vad_quality.json; any other archive gets the file too, saying `"ground_truth": false`.
+    Runs after the merge: the shards and manifests are complete whatever happens here."""
+    from speechfm.prepare.vadeval import write_quality
 
-    if next(archive.rglob(f"*{GROUND_TRUTH_SUFFIX}"), None) is None:
-        return
-    from speechfm.prepare.vadeval import evaluate
-
-    quality = evaluate(archive, out)
-    (out / "vad_quality.json").write_text(json.dumps(quality, indent=1) + "\n", encoding="utf-8")
-    log.info("VAD quality against the ground truth: %s", quality)
+    quality = write_quality(archive, out)
+    if quality["ground_truth"]:
+        log.info("VAD quality against the ground truth: %s", quality)
+    else:
+        log.info("no ground truth beside the archive's files: VAD quality not scored")
