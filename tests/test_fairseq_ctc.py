@@ -15,6 +15,7 @@ from speechfm.core.presets import load_pretrain
 from speechfm.finetune.fairseq_ctc import build_config, train
 from speechfm.launch import FairseqJob, run_local, write_job
 from speechfm.pretrain import build_config as pretrain_config
+from tests.conftest import assert_lumi_network
 from tests.shard_manifest import make_shard_manifest
 
 TINY_CTC = {
@@ -120,4 +121,5 @@ def test_base_ctc_on_lumi_simulates_128_gpus_with_8_gcds(small_demo: Path, tmp_p
                      run_name="ctc", stage="finetune")
     script = render_sbatch(job, load_site("lumi"), Path("/scratch/project_465000000"))
     assert "#SBATCH --nodes=1" in script and "#SBATCH --gpus-per-node=8" in script
-    assert 'MIOPEN_FIND_MODE="2"' in script and "apptainer exec" in script
+    assert 'MIOPEN_FIND_MODE="2"' in script and "singularity exec --rocm" in script
+    assert_lumi_network(script)

@@ -265,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     job, config = read_job(Path(argv[0]))
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    from speechfm.launch.preflight import preflight, rank_of
+
+    if not preflight(rank_of(), config):  # network plugin, loadable checkpoint_last.pt
+        return 2
     return run_worker(job, config)
 
 

@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from speechfm.core.sites import load_site
     from speechfm.core.tracking import tracking_uri
     from speechfm.launch import FairseqJob, run_local, write_job
+    from speechfm.launch.resume import FAIRSEQ_LENGTH, fairseq_settings, settle_run
     from speechfm.launch.slurm import render_sbatch, submit
     from speechfm.pretrain.config import build_config
 
@@ -66,14 +67,18 @@ def run(args: argparse.Namespace) -> int:
     cpu = args.cpu or _no_gpu(site if executor == "slurm" else None)
     preset = load_pretrain(args.preset)
     save_dir = (args.out or Path("runs") / f"pretrain-{Path(args.preset).stem}").resolve()
+    overrides = overrides_of(args)
     config = build_config(preset, args.manifest, save_dir, args.gpus, cpu, args.simulate_gpus,
-                          overrides_of(args))
+                          overrides)
+    if not args.dry_run:  # continue the run in --out only if nothing but its length changed
+        length_free = build_config(preset, args.manifest, save_dir, args.gpus, cpu,
+                                   args.simulate_gpus, [*overrides, *FAIRSEQ_LENGTH])
+        settle_run(save_dir, {"fairseq": fairseq_settings(length_free)},
+                   has_checkpoint=(save_dir / "checkpoint_last.pt").exists())
     job = FairseqJob(save_dir=save_dir, world_size=args.gpus, cpu=cpu,
                      experiment=args.experiment, run_name=args.run_name or save_dir.name,
                      tracking_uri=tracking_uri(args.tracking_uri), stage="pretrain")
     write_job(job, config)
-    if (save_dir / "checkpoint_last.pt").exists():
-        log.info("resuming from %s", save_dir / "checkpoint_last.pt")
     if executor == "slurm":
         if args.dry_run:
             script = save_dir / "job.sbatch"
