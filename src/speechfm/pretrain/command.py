@@ -38,14 +38,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tracking-uri", default=None,
                         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="fairseq config overrides, e.g. optimization.max_update=20")
+                        help="fairseq config overrides, e.g. optimization.max_update=20, and "
+                             "fast-path switches, e.g. fast.sdpa_attention=false "
+                             "(docs/pretrain.md)")
 
 
 def run(args: argparse.Namespace) -> int:
     from speechfm.errors import SpeechfmError
     from speechfm.launch import FairseqJob, run_local, write_job
+    from speechfm.launch.fastpaths import split_overrides
     from speechfm.launch.slurm import load_site, render_sbatch, submit
-    from speechfm.pretrain.config import build_config, load_preset
+    from speechfm.pretrain.config import build_config, fast_settings, load_preset
     from speechfm.tracking import tracking_uri
 
     site = load_site(args.site)
@@ -56,11 +59,13 @@ def run(args: argparse.Namespace) -> int:
     cpu = args.cpu or _no_gpu(site if executor == "slurm" else None)
     preset = load_preset(args.preset)
     save_dir = (args.out or Path("runs") / f"pretrain-{Path(args.preset).stem}").resolve()
+    overrides, fast_items = split_overrides(args.overrides)
+    fast = fast_settings(preset, fast_items)
     config = build_config(preset, args.manifest, save_dir, args.gpus, cpu, args.simulate_gpus,
-                          args.overrides)
+                          overrides)
     job = FairseqJob(save_dir=save_dir, world_size=args.gpus, cpu=cpu,
                      experiment=args.experiment, run_name=args.run_name or save_dir.name,
-                     tracking_uri=tracking_uri(args.tracking_uri), stage="pretrain")
+                     tracking_uri=tracking_uri(args.tracking_uri), stage="pretrain", fast=fast)
     write_job(job, config)
     if (save_dir / "checkpoint_last.pt").exists():
         log.info("resuming from %s", save_dir / "checkpoint_last.pt")

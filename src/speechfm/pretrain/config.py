@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from speechfm.errors import SpeechfmError
+from speechfm.launch.fastpaths import FAST_SECTION, FastPaths
 from speechfm.launch.job import compose_config, distributed_settings
 
 PRESETS = ("tiny", "base", "large", "xlarge")
@@ -28,7 +30,14 @@ def load_preset(name: str) -> dict[str, Any]:
     preset = yaml.safe_load(text)
     if not isinstance(preset, dict) or "fairseq" not in preset:
         raise SpeechfmError("a preset needs a 'fairseq:' section", path=name)
+    FastPaths.from_dict(preset.get(FAST_SECTION), where=f"{name}: {FAST_SECTION}")
     return preset
+
+
+def fast_settings(preset: dict[str, Any], items: dict[str, str]) -> dict[str, Any]:
+    """The job's fast-path switches: the preset's `fast:` block, then `fast.KEY=VALUE` items."""
+    return asdict(FastPaths.from_dict({**(preset.get(FAST_SECTION) or {}), **items},
+                                      where="the fast.KEY=VALUE overrides"))
 
 
 def update_freq(gpus: int, simulate_gpus: int | None) -> int:
