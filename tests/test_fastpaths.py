@@ -144,6 +144,28 @@ def test_model_fast_paths_give_fairseq_loss_and_gradients(seeded_masks) -> None:
         assert grad_error(ref_grads, grads) <= TOLERANCE, switches
 
 
+@pytest.mark.slow
+def test_compiled_layers_give_fairseq_loss_and_gradients(seeded_masks) -> None:
+    """torch.compile(dynamic=True) of every layer (inductor's C++ code on CPU): one fixed batch,
+    then a batch of another shape without a recompile per layer."""
+    import torch._dynamo
+
+    model_cfg = tiny_model_cfg()
+    plain = build_model(model_cfg)
+    fast = build_model(model_cfg)
+    fast.load_state_dict(plain.state_dict())
+    assert fp.apply_to_model(fast, fp.FastPaths(sdpa_attention=True, compile_layers=True)) == [
+        "sdpa_attention x4", "compile_layers x4"]
+    torch._dynamo.reset()
+    for shape in ((3, 24000), (2, 30000)):
+        batch = {"net_input": {"source": torch.randn(*shape)}, "id": torch.arange(shape[0])}
+        ref_loss, ref_grads = loss_and_grads(plain, batch, seeded_masks)
+        loss, grads = loss_and_grads(fast, batch, seeded_masks)
+        assert abs(loss - ref_loss) <= TOLERANCE * abs(ref_loss), shape
+        assert grad_error(ref_grads, grads) <= 2 * TOLERANCE, shape
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] <= 6  # shared by the 4 layers
+
+
 def test_negatives_on_device_are_the_same_draws_and_never_the_positive() -> None:
     model = build_model(tiny_model_cfg())
     y = torch.randn(2, 30, 8)
