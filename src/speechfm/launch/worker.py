@@ -230,6 +230,10 @@ def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
         return 2
 
     apply_torch_fixes(job.cpu)
+    from speechfm.launch import userdir
+
+    userdir.register()  # also for checkpoints whose w2v_args name a speechfm task
+    config = userdir.with_user_dir(config)  # this installation's plugin, e.g. in a container
     import fairseq_cli.train as fairseq_train  # configures fairseq's logging to stdout
     from fairseq.distributed import utils as dist_utils
     from omegaconf import OmegaConf
