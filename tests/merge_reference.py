@@ -139,7 +139,7 @@ def synthesize_units(out: Path, segments: int, channels: int = 4, files_per_unit
         files, stats, shards = [], [], []
         folder = out / "shards" / channel
         folder.mkdir(parents=True, exist_ok=True)
-        shard_file, offset = None, 0
+        shard_file, offset, lines_in_shard = None, 0, 0
         for k in range(-(-unit_rows // segments_per_file)):
             day, hour = k // 24 + 1, k % 24
             source = f"{channel}/{name[:4]}/{name[5:]}/{day:02d}/{channel}_{hour:02d}00-" \

@@ -15,7 +15,6 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +94,10 @@ class IndexedAudioDataset(RawAudioDataset):
             self.sizes = self.index.frames
 
     def _process_started(self) -> None:
-        """First item in a new process: a loader worker decodes with one thread (N workers per
-        GPU, not N x cores threads), and opens its own files."""
+        """First item in a new process (a loader worker): it opens its own files. Its decoding
+        runs on one thread: torch's DataLoader sets one per worker, libsndfile uses no pool."""
         self._files = OrderedDict()
         self._pid = os.getpid()
-        if torch.utils.data.get_worker_info() is not None:
-            torch.set_num_threads(1)
 
     def _fd(self, path_id: int, path: str) -> int:
         fd = self._files.pop(path_id, None)
@@ -178,12 +175,9 @@ def _load(task: AudioPretrainingTask, split: str, task_cfg: Any) -> None:
                                                 shuffle=True, seed=task_cfg.seed)
 
 
-@dataclass
-class IndexedAudioPretrainingConfig(AudioPretrainingConfig):
-    """`audio_pretraining`'s settings (the dataset is the only difference)."""
-
-
-@register_task(PRETRAINING_TASK, dataclass=IndexedAudioPretrainingConfig)
+# The settings are those of fairseq's tasks, the very dataclasses: a config built from them
+# (as `finetune`'s scratch encoder does) merges into these tasks as into fairseq's.
+@register_task(PRETRAINING_TASK, dataclass=AudioPretrainingConfig)
 class IndexedAudioPretrainingTask(AudioPretrainingTask):
     """`audio_pretraining` reading its splits through their segment indexes."""
 
@@ -191,12 +185,7 @@ class IndexedAudioPretrainingTask(AudioPretrainingTask):
         _load(self, split, task_cfg)
 
 
-@dataclass
-class IndexedAudioFinetuningConfig(AudioFinetuningConfig):
-    """`audio_finetuning`'s settings (the dataset is the only difference)."""
-
-
-@register_task(FINETUNING_TASK, dataclass=IndexedAudioFinetuningConfig)
+@register_task(FINETUNING_TASK, dataclass=AudioFinetuningConfig)
 class IndexedAudioFinetuningTask(AudioFinetuningTask, IndexedAudioPretrainingTask):
     """`audio_finetuning` (CTC labels, WER) whose audio comes from the segment indexes: its
     `load_dataset` calls the next class's, here `IndexedAudioPretrainingTask`'s, then adds labels."""
