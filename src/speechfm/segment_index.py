@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,45 +111,69 @@ def parse_manifest(manifest: Path) -> tuple[str, Entries]:
                          np.array(frames, dtype=np.int64))
 
 
+CHUNK = 1 << 20
+"""Rows copied at a time while writing an index (bounds the extra memory to a few MB)."""
+
+
+def _chunks(column: np.ndarray, rows: np.ndarray | None) -> Iterator[np.ndarray]:
+    """The selected values of a column, `CHUNK` input rows at a time."""
+    for a in range(0, len(column), CHUNK):
+        part = column[a:a + CHUNK]
+        yield part if rows is None else part[rows[a:a + CHUNK]]
+
+
 def write_index(manifest: Path, paths: Sequence[str], path_ids: np.ndarray, offsets: np.ndarray,
                 sizes: np.ndarray, frames: np.ndarray, rows: np.ndarray | None = None) -> Path:
     """Write the index of `manifest` (already written) from the columns of its rows, or of the
-    rows `rows` (a boolean mask or indices) of longer columns; `path_ids` index `paths`. Paths are
-    renumbered in order of first use, so any caller writes the same files. One column is copied at
-    a time, so the extra memory is at most 8 bytes a row."""
-    def select(column: np.ndarray) -> np.ndarray:
-        return np.asarray(column) if rows is None else np.asarray(column)[rows]
-
-    ids = select(path_ids)
-    n = len(ids)
-    run_start = np.flatnonzero(np.concatenate([[n > 0], ids[1:] != ids[:-1]])).astype(np.int64)
+    rows selected by the boolean mask `rows` of longer columns; `path_ids` index `paths`. Paths
+    are renumbered in order of first use, so any caller writes the same files. Columns are copied
+    in chunks: the extra memory does not grow with the rows."""
+    n = len(path_ids) if rows is None else int(np.count_nonzero(rows))
+    starts, firsts, last, done = [], [], None, 0
+    for ids in _chunks(np.asarray(path_ids), rows):
+        if len(ids):
+            change = np.flatnonzero(np.concatenate([[ids[0] != last], ids[1:] != ids[:-1]]))
+            starts.append(change + done)
+            firsts.append(ids[change])
+            last, done = ids[-1], done + len(ids)
+    run_start = np.concatenate(starts).astype(np.int64) if starts else np.zeros(0, np.int64)
     order: dict[int, int] = {}
-    run_path = np.array([order.setdefault(p, len(order)) for p in ids[run_start].tolist()],
+    run_path = np.array([order.setdefault(p, len(order))
+                         for p in (np.concatenate(firsts).tolist() if firsts else [])],
                         dtype=np.uint32)
-    del ids
     blobs = [paths[p].encode("utf-8") for p in order]
     path_offsets = np.concatenate([[0], np.cumsum([len(b) for b in blobs], dtype=np.int64)])
-    columns = {"offset": offsets, "size": sizes, "frames": frames}
     target = index_dir(manifest)
     tmp = target.with_name(f"{target.name}.part-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for name, dtype in COLUMNS.items():
-        if name in columns:
-            values = select(columns[name])
-            if len(values) != n:
-                raise ValueError(f"column {name} has {len(values)} rows, not {n}")
-        else:
-            values = {"run_start": run_start, "run_path": run_path,
-                      "path_offsets": path_offsets}[name]
-        np.save(tmp / f"{name}.npy", np.ascontiguousarray(values, dtype=dtype))
-        del values
+    for name, column in (("offset", offsets), ("size", sizes), ("frames", frames)):
+        if len(column) != len(path_ids):
+            raise ValueError(f"column {name} has {len(column)} rows, not {len(path_ids)}")
+        _save_chunked(tmp / f"{name}.npy", COLUMNS[name], n, _chunks(np.asarray(column), rows))
+    for name, values in (("run_start", run_start), ("run_path", run_path),
+                         ("path_offsets", path_offsets)):
+        np.save(tmp / f"{name}.npy", np.ascontiguousarray(values, dtype=COLUMNS[name]))
     (tmp / PATHS).write_bytes(b"".join(blobs))
     meta = {"format": FORMAT, "version": VERSION, "manifest": manifest.name, "rows": n,
             "runs": len(run_start), "paths": len(blobs), "body_bytes": _body_bytes(manifest)}
     (tmp / META).write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     _publish(tmp, target)
     return target
+
+
+def _save_chunked(path: Path, dtype: type, n: int, parts: Iterator[np.ndarray]) -> None:
+    """`np.save` of `n` values arriving in parts (the same file, without the whole array)."""
+    if n == 0:
+        np.save(path, np.zeros(0, dtype=dtype))
+        return
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(n,))
+    pos = 0
+    for part in parts:
+        out[pos:pos + len(part)] = part
+        pos += len(part)
+    out.flush()
+    del out
 
 
 def _publish(tmp: Path, target: Path) -> None:

@@ -63,9 +63,12 @@ def split_valid(channels: Sequence[str], frames: np.ndarray, valid_hours: float,
 def valid_rows(cols: SegmentColumns, valid_hours: float, valid_share: float,
                seed: int) -> np.ndarray:
     """Boolean mask of the validation segments: whole source files drawn by `split_valid`."""
-    per_source = np.bincount(cols.source, weights=cols.frames, minlength=len(cols.sources))
-    chosen = split_valid(cols.source_channel, per_source.astype(np.int64), valid_hours,
-                         valid_share, seed)
+    per_source = np.zeros(len(cols.sources), dtype=np.int64)
+    for a in range(0, len(cols), segment_index.CHUNK):  # exact integer sums, little memory
+        part = slice(a, a + segment_index.CHUNK)
+        per_source += np.bincount(cols.source[part], weights=cols.frames[part],
+                                  minlength=len(cols.sources)).astype(np.int64)
+    chosen = split_valid(cols.source_channel, per_source, valid_hours, valid_share, seed)
     return chosen[cols.source]
 
 
