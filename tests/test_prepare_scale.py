@@ -273,3 +273,20 @@ def test_tiny_pretrain_through_the_segment_index(small_demo: Path, tmp_path: Pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "task: IndexedAudioPretrainingTask" in proc.stdout + proc.stderr
     assert updates() == 6
+
+
+def test_large_presets_read_the_index_and_get_the_user_dir(tmp_path: Path) -> None:
+    from speechfm.launch import compose_config
+    from speechfm.launch.userdir import PLUGIN_DIR, with_user_dir
+    from speechfm.pretrain import load_preset
+
+    for name in ("base", "large", "xlarge"):
+        cfg = compose_config(load_preset(name)["fairseq"])
+        assert cfg["task"]["_name"] == "speechfm_audio_pretraining"
+        assert cfg["common"]["user_dir"] == str(PLUGIN_DIR)
+    tiny = compose_config(load_preset("tiny")["fairseq"])
+    assert tiny["task"]["_name"] == "audio_pretraining" and tiny["common"]["user_dir"] is None
+    moved = with_user_dir({**cfg, "common": {"user_dir": "/login/node/speechfm_fairseq"}})
+    assert moved["common"]["user_dir"] == str(PLUGIN_DIR)  # the worker's own installation
+    with pytest.raises(SpeechfmError, match="takes one user dir"):
+        compose_config(load_preset("base")["fairseq"], {"common": {"user_dir": str(tmp_path)}})

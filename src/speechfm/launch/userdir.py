@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from speechfm.errors import SpeechfmError
+
 log = logging.getLogger(__name__)
 
 PLUGIN_DIR = Path(__file__).parent / "plugin" / "speechfm_fairseq"
@@ -31,7 +33,12 @@ def with_user_dir(config: dict[str, Any]) -> dict[str, Any]:
     (a config written elsewhere, e.g. on a login node outside the job's container, names that
     machine's copy)."""
     user_dir = (config.get("common") or {}).get("user_dir")
-    if not uses_index(config) and (not user_dir or Path(user_dir).name != PLUGIN_DIR.name):
+    ours = bool(user_dir) and Path(user_dir).name == PLUGIN_DIR.name
+    if user_dir and not ours and uses_index(config):
+        raise SpeechfmError(f"common.user_dir={user_dir}: fairseq takes one user dir, and task "
+                            f"{config['task']['_name']} needs speechfm's",
+                            hint="use task._name=audio_pretraining / audio_finetuning with yours")
+    if not uses_index(config) and not ours:
         return config
     config = copy.deepcopy(config)
     config.setdefault("common", {})["user_dir"] = str(PLUGIN_DIR)
