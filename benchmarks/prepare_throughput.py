@@ -47,10 +47,10 @@ def reference_flow(archive: Path, out: Path, vad: str) -> None:
     """The reference's steps, serially, with speechfm's VAD so only the pipeline differs."""
     import soundfile as sf
 
-    from speechfm.constants import SAMPLE_RATE
+    from speechfm.core.constants import SAMPLE_RATE
+    from speechfm.core.vad import segments_of
     from speechfm.prepare.config import PrepareConfig
     from speechfm.prepare.discover import plan_units
-    from speechfm.prepare.vad import segments_of
 
     config = PrepareConfig(vad=vad)
     flac_root, seg_root = out / "flac", out / "segments"
@@ -66,7 +66,7 @@ def reference_flow(archive: Path, out: Path, vad: str) -> None:
         month_files = []
         for source in unit.files:  # step 2: VAD reads the FLAC files, writes segment files
             samples, _ = sf.read(flac_root / Path(source).with_suffix(".flac"), dtype="int16")
-            pieces, _ = segments_of(samples, config)
+            pieces, _ = segments_of(samples, config.vad_config)
             for a, b in pieces:
                 name = f"{Path(source).stem}_{a}_{b}.flac"
                 seg_root.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ def reference_flow(archive: Path, out: Path, vad: str) -> None:
 
 
 def decode_only(archive: Path) -> None:
-    from speechfm.prepare.decode import ffmpeg_pcm_command
+    from speechfm.core.audio import ffmpeg_pcm_command
     from speechfm.prepare.discover import find_media
 
     for path in find_media(archive):

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from speechfm.constants import INDEX_SUFFIX, SAMPLE_RATE
+from speechfm.core.constants import INDEX_SUFFIX, SAMPLE_RATE
+from speechfm.core.segment import Segment, read_index
 from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import Unit
 from speechfm.prepare.units import done_path, unit_dir
-from speechfm.segment import Segment, read_index
 
 HIST_BIN_SECONDS = 1.0
 

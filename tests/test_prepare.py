@@ -18,15 +18,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechfm.constants import SAMPLE_RATE
-from speechfm.errors import SpeechfmError
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.manifest import read_manifest
+from speechfm.core.segment import read_index
+from speechfm.core.vad import cut
 from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import plan_units, unit_of
-from speechfm.prepare.manifests import read_manifest, split_valid
+from speechfm.prepare.manifests import split_valid
 from speechfm.prepare.pipeline import prepare
-from speechfm.prepare.vad import cut
 from speechfm.prepare.vadeval import evaluate
-from speechfm.segment import read_index
 from tests.conftest import ROOT, run_speechfm
 from tests.merge_reference import reference_merge
 
@@ -197,8 +198,8 @@ def test_indexed_dataset_returns_what_file_audio_dataset_returns(prepared: Path)
     index prepare wrote is the one built from the manifest's text."""
     from fairseq.data import FileAudioDataset
 
+    from speechfm.core.segment_index import build_index, index_dir
     from speechfm.launch.indexed_audio import IndexedAudioDataset
-    from speechfm.segment_index import build_index, index_dir
 
     manifests = sorted((prepared / "manifests").glob("*.tsv"))
     assert len(manifests) == 6
@@ -339,7 +340,7 @@ def test_fairseq_reads_the_manifests(prepared: Path) -> None:
 
 
 def test_read_pipe_takes_everything_in_few_reads(tmp_path: Path) -> None:
-    from speechfm.prepare.decode import read_pipe
+    from speechfm.core.audio import read_pipe
 
     # a writer that trickles small chunks, as ffmpeg does, and more than the pipe holds
     code = ("import os, sys, time\n"

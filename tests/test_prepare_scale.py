@@ -15,20 +15,20 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechfm.constants import SAMPLE_RATE
-from speechfm.errors import SpeechfmError
-from speechfm.prepare.config import PrepareConfig
-from speechfm.prepare.discover import plan_units, unit_of
-from speechfm.prepare.pipeline import merge
-from speechfm.prepare.units import done_path, process_unit, unit_lock
-from speechfm.segment_index import (
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.labeled import read_table
+from speechfm.core.segment_index import (
     SegmentIndex,
     StaleIndexError,
     build_index,
     index_dir,
     open_index,
 )
-from speechfm.synth.labeled import read_split
+from speechfm.prepare.config import PrepareConfig
+from speechfm.prepare.discover import plan_units, unit_of
+from speechfm.prepare.pipeline import merge
+from speechfm.prepare.units import done_path, process_unit, unit_lock
 from tests.conftest import ROOT, run_speechfm
 from tests.merge_reference import reference_merge, synthesize_units
 from tests.shard_manifest import make_shard_manifest
@@ -58,10 +58,10 @@ def test_streaming_merge_equals_the_reference_on_a_synthesized_multi_unit_index(
 
 def _labeled_manifest(demo: Path, out: Path) -> Path:
     """Fine-tuning data as the CTC stage writes it: plain FLAC files relative to a root."""
-    rows = read_split(demo / "labeled" / "train.tsv") + read_split(demo / "labeled" / "valid.tsv")
+    rows = read_table(demo / "labeled" / "train.tsv") + read_table(demo / "labeled" / "valid.tsv")
     root = demo / "labeled"
-    lines = [str(root)] + [f"{Path(r['path']).relative_to(root)}\t{sf.info(r['path']).frames}"
-                           for r in rows]
+    lines = [str(root)] + [f"{Path(path).relative_to(root)}\t{sf.info(path).frames}"
+                           for path, _ in rows]
     out.mkdir(parents=True, exist_ok=True)
     (out / "train.tsv").write_text("\n".join(lines) + "\n")
     return out / "train.tsv"
@@ -276,17 +276,17 @@ def test_tiny_pretrain_through_the_segment_index(small_demo: Path, tmp_path: Pat
 
 
 def test_large_presets_read_the_index_and_get_the_user_dir(tmp_path: Path) -> None:
+    from speechfm.core.presets import load_pretrain
     from speechfm.launch import compose_config
     from speechfm.launch.userdir import PLUGIN_DIR, with_user_dir
-    from speechfm.pretrain import load_preset
 
     for name in ("base", "large", "xlarge"):
-        cfg = compose_config(load_preset(name)["fairseq"])
+        cfg = compose_config(load_pretrain(name)["fairseq"])
         assert cfg["task"]["_name"] == "speechfm_audio_pretraining"
         assert cfg["common"]["user_dir"] == str(PLUGIN_DIR)
-    tiny = compose_config(load_preset("tiny")["fairseq"])
+    tiny = compose_config(load_pretrain("tiny")["fairseq"])
     assert tiny["task"]["_name"] == "audio_pretraining" and tiny["common"]["user_dir"] is None
     moved = with_user_dir({**cfg, "common": {"user_dir": "/login/node/speechfm_fairseq"}})
     assert moved["common"]["user_dir"] == str(PLUGIN_DIR)  # the worker's own installation
     with pytest.raises(SpeechfmError, match="takes one user dir"):
-        compose_config(load_preset("base")["fairseq"], {"common": {"user_dir": str(tmp_path)}})
+        compose_config(load_pretrain("base")["fairseq"], {"common": {"user_dir": str(tmp_path)}})

@@ -1,4 +1,4 @@
-"""fairseq tasks that read audio through the memory-mapped segment index (`speechfm.segment_index`)
+"""fairseq tasks that read audio through the memory-mapped segment index (`speechfm.core.segment_index`)
 instead of holding every manifest path in each process: `speechfm_audio_pretraining` and
 `speechfm_audio_finetuning`, the `audio_pretraining` / `audio_finetuning` tasks with
 `IndexedAudioDataset`. They take the same settings and return the same samples.
@@ -27,9 +27,9 @@ from fairseq.tasks import register_task
 from fairseq.tasks.audio_finetuning import AudioFinetuningConfig, AudioFinetuningTask
 from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrainingTask
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.segment_index import WHOLE_FILE, open_index
 from speechfm.launch.userdir import INDEXED_TASKS
-from speechfm.segment_index import WHOLE_FILE, open_index
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,18 @@ class FairseqJob:
     @property
     def stopped_path(self) -> Path:
         return self.save_dir / STOPPED_NAME
+
+
+def update_freq(gpus: int, simulate_gpus: int | None) -> int:
+    """Gradient accumulation that makes `gpus` ranks behave like `simulate_gpus` of them."""
+    if gpus < 1:
+        raise SpeechfmError(f"--gpus must be at least 1, not {gpus}")
+    if simulate_gpus is None:
+        return 1
+    if simulate_gpus % gpus:
+        raise SpeechfmError(f"cannot simulate {simulate_gpus} GPUs with {gpus}",
+                            hint="--simulate-gpus must be a whole multiple of --gpus")
+    return simulate_gpus // gpus
 
 
 def distributed_settings(world_size: int, cpu: bool) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def ensure_indexes(config: dict[str, Any]) -> list[Path]:
     is missing or stale, once, before any rank starts; returns the index folders."""
     if not uses_index(config):
         return []
-    from speechfm.segment_index import open_index
+    from speechfm.core.segment_index import open_index
 
     data = Path(config["task"]["data"])
     dataset = config.get("dataset") or {}

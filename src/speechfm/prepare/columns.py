@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from speechfm.constants import INDEX_SUFFIX
-from speechfm.errors import SpeechfmError
+from speechfm.core.constants import INDEX_SUFFIX
+from speechfm.core.errors import SpeechfmError
 
 FIELDS = ("shard", "offset", "size", "frames", "source")
 

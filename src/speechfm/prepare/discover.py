@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from speechfm.constants import ARCHIVE_SUFFIXES, GROUND_TRUTH_SUFFIX, INDEX_SUFFIX
+from speechfm.core.constants import ARCHIVE_SUFFIXES, GROUND_TRUTH_SUFFIX, INDEX_SUFFIX
 
 # Extensions that are never audio (sidecars written by this project or by archivers).
 NOT_MEDIA = {".json", ".jsonl", ".txt", ".tsv", ".csv", ".md", ".part", ".done", ".log", ".xml"}

@@ -1,7 +1,7 @@
 """fairseq manifests from completed units: a seeded O(n) train/valid split by hours per channel,
 drawn by source file (broadcast hour) so that neighbouring segments of one programme never land on
 both sides; `train.tsv`, `valid.tsv` (all channels), `valid_<channel>.tsv`, each with its
-memory-mapped segment index (`<name>.idx/`, `speechfm.segment_index`) for training at scale."""
+memory-mapped segment index (`<name>.idx/`, `speechfm.core.segment_index`) for training at scale."""
 
 from __future__ import annotations
 
@@ -15,21 +15,10 @@ from typing import TextIO
 
 import numpy as np
 
-from speechfm import segment_index
-from speechfm.constants import SAMPLE_RATE
-from speechfm.errors import SpeechfmError
+from speechfm.core import segment_index
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.manifest import MANIFESTS_DIR, check_root
 from speechfm.prepare.columns import SegmentColumns
-
-MANIFESTS_DIR = "manifests"
-
-
-def check_root(out: Path) -> Path:
-    """The absolute output root; fairseq splits manifest paths on ':', so it must not hold one."""
-    root = out.resolve()
-    if ":" in str(root):
-        raise SpeechfmError("the output path contains ':', which fairseq's manifests cannot hold",
-                            path=root, hint="choose an output folder without ':'")
-    return root
 
 
 def split_valid(channels: Sequence[str], frames: np.ndarray, valid_hours: float,
@@ -140,21 +129,3 @@ def _channel_rows(cols: SegmentColumns, unit_channel: list[str | None], channel:
         if ch == channel:
             mask[int(cols.unit_rows[u]):int(cols.unit_rows[u + 1])] = True
     return mask
-
-
-def read_manifest(path: Path) -> tuple[Path, list[tuple[str, int, int, int]]]:
-    """(root, [(shard, offset, size, frames)]) of a fairseq manifest, parsed as fairseq does."""
-    with open(path, encoding="utf-8") as f:
-        root = Path(f.readline().strip())
-        rows = []
-        for n, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            try:
-                spec, frames = line.rstrip("\n").split("\t")
-                shard, offset, size = spec.rsplit(":", 2)
-                rows.append((shard, int(offset), int(size), int(frames)))
-            except ValueError:
-                raise SpeechfmError(f"line {n} is not 'shard:offset:size<TAB>frames'",
-                                    path=path) from None
-    return root, rows

@@ -15,7 +15,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.manifest import check_root
 from speechfm.prepare import manifests, stats
 from speechfm.prepare.columns import read_columns
 from speechfm.prepare.config import PrepareConfig
@@ -81,7 +82,7 @@ def merge(out: Path, units: list[Unit], config: PrepareConfig, workers: int = 2
           ) -> dict[str, Any]:
     """Manifests (with their segment indexes), rejects and statistics from the units'
     done-markers and indexes; per segment it holds only compact columns (`columns.py`)."""
-    manifests.check_root(out)
+    check_root(out)
     records = []
     for unit in units:
         record = read_done(out, unit)
@@ -112,7 +113,7 @@ def prepare(archive: Path, out: Path, config: PrepareConfig, workers: int = 1,
     """Prepare `archive` into `out`; units already complete are kept. `build` replaces the local
     process pool (the Slurm path passes its own)."""
     out.mkdir(parents=True, exist_ok=True)
-    manifests.check_root(out)
+    check_root(out)
     units, todo = pending_units(archive, out, config)
     log.info("%d units, %d to build", len(units), len(todo))
     if todo:

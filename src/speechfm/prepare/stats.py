@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from speechfm.constants import SAMPLE_RATE
+from speechfm.core.constants import SAMPLE_RATE
 
 HIST_BIN_SECONDS = 1.0
 

@@ -26,11 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechfm.constants import INDEX_SUFFIX, SAMPLE_RATE, SHARD_SUFFIX
+from speechfm.core.audio import decode
+from speechfm.core.constants import INDEX_SUFFIX, SAMPLE_RATE, SHARD_SUFFIX
+from speechfm.core.segment import Segment, write_index
 from speechfm.prepare.config import PrepareConfig
-from speechfm.prepare.decode import decode
 from speechfm.prepare.discover import Unit
-from speechfm.segment import Segment, write_index
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +209,14 @@ def process_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) ->
 
 
 def _build_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) -> dict[str, Any]:
-    from speechfm.prepare.vad import segments_of
+    """Build one unit (its lock held). A builder uses one core (prepare runs one per core, or one
+    per Slurm task): with the silero VAD it sets torch's intra-op threads to 1 in this process."""
+    from speechfm.core.vad import segments_of
+
+    if config.vad == "silero":
+        import torch
+
+        torch.set_num_threads(1)
 
     folder = unit_dir(out, unit)
     remove_unit(out, unit)
@@ -235,7 +242,7 @@ def _build_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) -> 
         if decoded.error:
             rejects.append({"source": source, "reason": decoded.error, "action": "kept-decoded-part"})
             log.warning("%s: decoded with errors, kept what decoded: %s", source, decoded.error)
-        pieces, dropped = segments_of(samples, config)
+        pieces, dropped = segments_of(samples, config.vad_config)
         kept = 0
         for a, b in pieces:
             writer.add(member_name(source, a, b), flac_bytes(samples[a:b]), frames=b - a,

@@ -14,11 +14,11 @@ from typing import BinaryIO
 import soundfile as sf
 from tqdm import tqdm
 
-from speechfm.constants import INDEX_SUFFIX
-from speechfm.errors import SpeechfmError
-from speechfm.prepare.manifests import MANIFESTS_DIR, read_manifest
-from speechfm.segment import Segment, read_index
-from speechfm.segment_index import SegmentIndex, index_dir
+from speechfm.core.constants import INDEX_SUFFIX
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.manifest import MANIFESTS_DIR, read_manifest
+from speechfm.core.segment import Segment, read_index
+from speechfm.core.segment_index import WHOLE_FILE, SegmentIndex, index_dir
 
 
 def check_shard(path: Path) -> list[str]:
@@ -72,9 +72,11 @@ def _check_index(manifest: Path, rows: list[tuple[str, int, int, int]],
         problems.append(f"{index.folder}: {index.rows} rows, the manifest has {len(rows)}")
         return
     for n, (shard, offset, size, frames) in enumerate(rows):
-        if index.entry(n) != (shard, offset, size) or int(index.frames[n]) != frames:
-            problems.append(f"{index.folder}: row {n} is {index.entry(n)}, {index.frames[n]} "
-                            f"frames; {manifest.name}:{n + 2} says {shard}:{offset}:{size}, {frames}")
+        path, at, length = index.entry(n)
+        entry = (path, 0, 0) if length == WHOLE_FILE else (path, at, length)  # a plain file
+        if entry != (shard, offset, size) or int(index.frames[n]) != frames:
+            problems.append(f"{index.folder}: row {n} is {entry}, {index.frames[n]} frames; "
+                            f"{manifest.name}:{n + 2} says {shard}:{offset}:{size}, {frames}")
             return
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
 
