@@ -100,7 +100,8 @@ def run_speechfm(preset: str, manifest: Path, out: Path, device: str, overrides:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     cmd = [sys.executable, "-m", "speechfm", "-q", "pretrain", "--preset", preset,
            "--manifest", str(manifest), "--out", str(out), "--simulate-gpus", "1",
-           "--tracking-uri", f"sqlite:///{out.parent / 'mlflow.db'}", *overrides]
+           "--tracking-uri", f"sqlite:///{out.parent / 'mlflow.db'}",
+           *[x for item in overrides for x in ("--set", item)]]
     if device == "cpu":
         cmd.append("--cpu")
     if dry_run:
@@ -148,10 +149,10 @@ def measure(name: str, preset: str, manifest: Path, work: Path, device: str, cro
 def model_config(preset: str, overrides: list[str] = ()) -> dict:
     """The resolved fairseq model config of a preset (what the FLOP count reads)."""
     sys.path.insert(0, str(ROOT / "src"))
+    from speechfm.core.presets import load_pretrain
     from speechfm.launch import compose_config
-    from speechfm.pretrain import load_preset
 
-    return compose_config(load_preset(preset)["fairseq"], overrides=list(overrides))["model"]
+    return compose_config(load_pretrain(preset)["fairseq"], overrides=list(overrides))["model"]
 
 
 # --- the fast-path sweep (in this process: fairseq's Trainer, row by row) ------------------------
@@ -210,9 +211,10 @@ def sweep_lengths(device: str, seed: int = 0) -> list[float]:
 
 def sweep_config(row: dict, manifest: Path, device: str) -> tuple[dict, dict]:
     """(the row's full fairseq config, its model config) for one GPU or one CPU process."""
+    from speechfm.core.presets import load_pretrain
     from speechfm.launch import compose_config
     from speechfm.launch.job import distributed_settings
-    from speechfm.pretrain import load_preset
+    from speechfm.launch.userdir import ensure_indexes
 
     preset, extra = SWEEP[device]["models"][row["model"]]
     cpu = device == "cpu"
@@ -222,8 +224,9 @@ def sweep_config(row: dict, manifest: Path, device: str) -> tuple[dict, dict]:
     overrides = [*extra, *precision, f"dataset.max_tokens={row['tokens']}",
                  f"dataset.num_workers={SWEEP[device]['workers']}", "dataset.batch_size=null",
                  "common.seed=1", "common.log_interval=1000", "optimization.update_freq=[1]"]
-    config = compose_config(load_preset(preset)["fairseq"], {"task": {"data": str(manifest)}},
+    config = compose_config(load_pretrain(preset)["fairseq"], {"task": {"data": str(manifest)}},
                             distributed_settings(1, cpu), overrides=overrides)
+    ensure_indexes(config)  # the segment index the base/large/xlarge task reads
     return config, config["model"]
 
 
@@ -335,8 +338,8 @@ def print_batch_fill(max_tokens: int = 2_800_000, crop: int = 960_000, seed: int
         plain = data_utils.batch_by_size(order, None, num_tokens_vec=sizes[order],
                                          max_tokens=max_tokens, required_batch_size_multiple=8)
         before = fastpaths.batch_fill(sizes, plain, max_tokens, fill_crop=False)
-        after = fastpaths.batch_fill(sizes, fastpaths.fill_batches(sizes, order, max_tokens),
-                                     max_tokens, fill_crop=True)
+        filled = fastpaths.fill_batches(sizes[order], order, max_tokens)
+        after = fastpaths.batch_fill(sizes, filled, max_tokens, fill_crop=True)
         print(f"  {name:40s} fill {100 * before['fill']:5.1f}% -> {100 * after['fill']:5.1f}%, "
               f"cropped away {100 * before['crop_waste']:4.1f}% -> "
               f"{100 * after['crop_waste']:4.1f}%, items/batch {before['items_per_batch']:5.1f} "

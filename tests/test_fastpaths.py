@@ -16,7 +16,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.presets import load_pretrain
 from speechfm.launch import FairseqJob, compose_config, read_job, write_job
 from speechfm.launch import fastpaths as fp
 from speechfm.launch.fastcheck import (
@@ -29,7 +30,6 @@ from speechfm.launch.fastcheck import (
     seeded_mask_draws,
     tiny_model_cfg,
 )
-from speechfm.pretrain import load_preset
 from speechfm.pretrain.config import fast_settings
 from speechfm.pretrain.flops import training_flops
 
@@ -69,11 +69,11 @@ def dataset(manifest: Path, max_sample_size: int = 48000):
 def test_settings_from_presets_and_overrides(tmp_path: Path) -> None:
     assert fp.split_overrides(["fast.sdpa_attention=false", "common.seed=3"]) == (
         ["common.seed=3"], {"sdpa_attention": "false"})
-    base = load_preset("base")
+    base = load_pretrain("base")
     settings = fast_settings(base, {"sdpa_attention": "false", "loader_threads": "2"})
     assert settings["sdpa_attention"] is False and settings["loader_threads"] == 2
     assert settings["fused_adam"] is True and settings["compile_layers"] is False
-    assert fast_settings(load_preset("tiny"), {}) == {name: 0 if name == "loader_threads" else False
+    assert fast_settings(load_pretrain("tiny"), {}) == {name: 0 if name == "loader_threads" else False
                                                       for name in settings}
     with pytest.raises(SpeechfmError, match="unknown fast path"):
         fast_settings(base, {"flash": "true"})
@@ -82,7 +82,7 @@ def test_settings_from_presets_and_overrides(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("fairseq: {}\nfast: {loader_threads: -1}\n")
     with pytest.raises(SpeechfmError, match="integer >= 0"):
-        load_preset(str(bad))
+        fast_settings(load_pretrain(str(bad)), {})
     job = FairseqJob(save_dir=tmp_path / "run", fast=settings)
     write_job(job, {"common": {}})
     assert read_job(job.job_path)[0].fast == settings
@@ -247,7 +247,7 @@ def test_fused_adam_equals_fairseq_adam_in_float32() -> None:
 def _adam_cfg():
     from omegaconf import OmegaConf
 
-    return OmegaConf.create(compose_config(load_preset("tiny")["fairseq"]))["optimizer"]
+    return OmegaConf.create(compose_config(load_pretrain("tiny")["fairseq"]))["optimizer"]
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -265,7 +265,7 @@ def test_flat_master_optimizer_is_what_fairseq_builds() -> None:
     from fairseq import optim
     from omegaconf import OmegaConf
 
-    cfg = OmegaConf.create(compose_config(load_preset("tiny")["fairseq"],
+    cfg = OmegaConf.create(compose_config(load_pretrain("tiny")["fairseq"],
                                           overrides=["common.bf16=true"]))
     with fp.installed({"fused_adam": True}, {}):
         param = torch.nn.Parameter(torch.zeros(4).bfloat16())
@@ -297,7 +297,7 @@ def test_bucket_batches_fill_max_tokens_and_batch_every_index_once() -> None:
     order = np.lexsort([rng.permutation(len(sizes)), sizes])[::-1]  # fairseq's ordered_indices
     plain = data_utils.batch_by_size(order, None, num_tokens_vec=sizes[order],
                                      max_tokens=max_tokens, required_batch_size_multiple=8)
-    filled = fp.fill_batches(sizes, order, max_tokens)
+    filled = fp.fill_batches(sizes[order], order, max_tokens)
     before = fp.batch_fill(sizes, plain, max_tokens, fill_crop=False)
     after = fp.batch_fill(sizes, filled, max_tokens, fill_crop=True)
     assert sorted(np.concatenate(filled).tolist()) == list(range(len(sizes)))
@@ -352,10 +352,10 @@ def test_training_flops_match_torch_flop_counter(seeded_masks) -> None:
 def test_base_flops_per_audio_second() -> None:
     """Base at 15 s crops: 0.046 TFLOP per audio second (the 0.054 measured before came from
     torch's counter over-counting the 16-group positional convolution's backward)."""
-    base = compose_config(load_preset("base")["fairseq"])["model"]
+    base = compose_config(load_pretrain("base")["fairseq"])["model"]
     per_second = training_flops(base, 1, 240000).total / 15
     assert 0.044e12 < per_second < 0.048e12
-    large = compose_config(load_preset("xlarge")["fairseq"])["model"]
+    large = compose_config(load_pretrain("xlarge")["fairseq"])["model"]
     assert training_flops(large, 1, 240000).total / 15 > 7 * per_second
 
 
@@ -372,10 +372,13 @@ def test_tiny_pretrain_with_every_fast_path_trains_and_resumes(tmp_path: Path) -
     out = tmp_path / "run"
     switches = [f"fast.{name}=true" for name in ("sdpa_attention", "fused_adam",
                                                  "precompute_masks", "sync_free", "bucket_batches")]
+    settings = [*switches, "fast.loader_threads=1", "dataset.num_workers=1",
+                "dataset.max_tokens=40000",
+                "task._name=speechfm_audio_pretraining"]  # the segment-index dataset of base/large
     args = ["pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out, "--cpu",
-            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", *switches,
-            "fast.loader_threads=1", "dataset.num_workers=1", "dataset.max_tokens=40000"]
-    result = run_speechfm(*args, "optimization.max_update=6", cwd=tmp_path)
+            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+            *[x for item in settings for x in ("--set", item)]]
+    result = run_speechfm(*args, "--set", "optimization.max_update=6", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     log = (out / "train.log").read_text()
     assert ("fast paths on: sdpa_attention, fused_adam, precompute_masks, sync_free, "
@@ -384,7 +387,7 @@ def test_tiny_pretrain_with_every_fast_path_trains_and_resumes(tmp_path: Path) -
     state = torch.load(out / "checkpoint_last.pt", map_location="cpu", weights_only=False)
     assert state["last_optimizer_state"]["param_groups"][0]["fairseq_steps"] == 6
     assert "fast" not in state["cfg"]
-    result = run_speechfm(*args, "optimization.max_update=8", cwd=tmp_path)
+    result = run_speechfm(*args, "--set", "optimization.max_update=8", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     state = torch.load(out / "checkpoint_last.pt", map_location="cpu", weights_only=False)
     assert state["last_optimizer_state"]["param_groups"][0]["fairseq_steps"] == 8

@@ -46,11 +46,11 @@ def seeded_mask_draws() -> Iterator[Callable[[int], None]]:
 
 def tiny_model_cfg(*overrides: str) -> dict[str, Any]:
     """The tiny preset's model config with every dropout off (train mode stays deterministic)."""
+    from speechfm.core.presets import load_pretrain
     from speechfm.launch.job import compose_config
-    from speechfm.pretrain.config import load_preset
 
     items = ["model.dropout=0", "model.attention_dropout=0", *overrides]
-    return compose_config(load_preset("tiny")["fairseq"], overrides=items)["model"]
+    return compose_config(load_pretrain("tiny")["fairseq"], overrides=items)["model"]
 
 
 def build_model(model_cfg: dict[str, Any], seed: int = 0, device: str = "cpu") -> torch.nn.Module:
@@ -121,10 +121,10 @@ def _model_rows(device: str, compile_layers: bool) -> list[dict[str, Any]]:
 def _optimizer_cfg(*overrides: str) -> Any:
     from omegaconf import OmegaConf
 
+    from speechfm.core.presets import load_pretrain
     from speechfm.launch.job import compose_config
-    from speechfm.pretrain.config import load_preset
 
-    preset = load_preset("tiny")["fairseq"]
+    preset = load_pretrain("tiny")["fairseq"]
     return OmegaConf.create(compose_config(preset, overrides=list(overrides)))
 
 

@@ -1,5 +1,5 @@
 """Exact fast paths inside fairseq's wav2vec 2.0, switched per job (`fast:` in a preset,
-`fast.KEY=VALUE` on the command line; docs/pretrain.md).
+`--set fast.KEY=VALUE` on the command line; docs/pretrain.md).
 
 The worker installs them in its own process before fairseq builds anything, by wrapping fairseq's
 objects (never by editing installed files). Each is tested on CPU against plain fairseq
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
 
@@ -336,9 +336,10 @@ def items_per_batch(length: int, max_tokens: int, max_sentences: int | None) -> 
     return min(n, max_sentences) if max_sentences else n
 
 
-def fill_batches(sizes: np.ndarray, indices: np.ndarray, max_tokens: int,
+def fill_batches(lengths: np.ndarray, indices: np.ndarray, max_tokens: int,
                  max_sentences: int | None = None) -> list[np.ndarray]:
-    """Batches of `indices` (sizes already capped at max_sample_size) that fill max_tokens.
+    """Batches of `indices` (`lengths[i]`: the size of `indices[i]`, capped at max_sample_size)
+    that fill max_tokens.
 
     Longest first (ties keep the given order, i.e. fairseq's shuffle), cut into buckets of lengths
     within BUCKET_RATIO; each bucket is split into batches of `items_per_batch` of its shortest
@@ -346,16 +347,16 @@ def fill_batches(sizes: np.ndarray, indices: np.ndarray, max_tokens: int,
     indices = np.asarray(indices, dtype=np.int64)
     if len(indices) == 0:
         return []
-    sizes = np.asarray(sizes, dtype=np.int64)
-    order = indices[np.argsort(-sizes[indices], kind="stable")]
-    lengths = sizes[order]
+    lengths = np.asarray(lengths, dtype=np.int64)
+    by_length = np.argsort(-lengths, kind="stable")
+    order, lengths = indices[by_length], lengths[by_length]
     bucket = np.floor(np.log(lengths[0] / np.maximum(lengths, 1)) / np.log(BUCKET_RATIO))
     edges = np.flatnonzero(np.diff(bucket)) + 1
     batches: list[np.ndarray] = []
     carry = order[:0]
-    for part in np.split(order, edges):
+    for part, part_lengths in zip(np.split(order, edges), np.split(lengths, edges)):
         members = np.concatenate([carry, part])
-        n = items_per_batch(int(sizes[members].min()), max_tokens, max_sentences)
+        n = items_per_batch(int(part_lengths[-1]), max_tokens, max_sentences)
         full = len(members) // n * n
         batches.extend(np.split(members[:full], full // n) if full else [])
         carry = members[full:]
@@ -450,8 +451,12 @@ def _batch_by_size(original: Callable[..., Any]) -> Callable[..., Any]:
         if self.pad or not max_tokens:
             return original(self, indices, max_tokens, max_sentences, required_batch_size_multiple)
         self.speechfm_fill_tokens = int(max_tokens)
-        sizes = np.minimum(np.asarray(self.sizes, dtype=np.int64), self.max_sample_size)
-        return fill_batches(sizes, np.asarray(indices), int(max_tokens), max_sentences)
+        indices = np.asarray(indices, dtype=np.int64)
+        try:  # fairseq's count: sizes capped at max_sample_size (the index dataset has it)
+            lengths = self.num_tokens_vec(indices)
+        except NotImplementedError:
+            lengths = np.minimum(np.asarray(self.sizes)[indices], self.max_sample_size)
+        return fill_batches(lengths, indices, int(max_tokens), max_sentences)
     return batch_by_size
 
 

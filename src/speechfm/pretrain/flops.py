@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from speechfm.constants import SAMPLE_RATE
+from speechfm.core.constants import SAMPLE_RATE
 from speechfm.launch.fastpaths import conv_layers, feature_frames
 
 
