@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from speechfm.errors import SpeechfmError
 
 from speechfm.cli import main
+from speechfm.core.errors import SpeechfmError
 from speechfm.interpret import ig
 from speechfm.interpret.data import list_utterances, load_audio
 from speechfm.interpret.lur import LurRun, analyse, load_model
