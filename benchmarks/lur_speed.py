@@ -15,7 +15,7 @@ on a few utterances, on `--device` (a GPU: the per-character backwards batched),
 reference method timed on a few of its layers and scaled to all, and against the reference's
 "48 jobs of up to 2 days" (one job per layer). `--layers` / `--hidden` shrink the shape for CPU:
 
-    python benchmarks/lur_speed.py --shape xlarge --device cuda --utterances 3 --seconds 10
+    python benchmarks/lur_speed.py --shape xlarge --device cuda --utterances 2 --seconds 5 --steps 8
     python benchmarks/lur_speed.py --shape xlarge --device cpu --layers 4 --hidden 256 \\
         --utterances 2 --seconds 2 --steps 8
 """
@@ -39,6 +39,7 @@ MODELS = {
               "intermediate_size": 1024, "conv_dim": (256,) * 7},
 }
 VOCAB = ["<pad>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyzåäö"]
+RECIPE_STEPS = 50  # the recipe's IG steps (section 7)
 REFERENCE_JOB_SECONDS = 2 * 24 * 3600  # the reference's LUR: one job per layer (48 for X-Large),
 # each of up to 2 days on a GPU
 
@@ -250,12 +251,13 @@ def shape_mode(args: argparse.Namespace) -> None:
           f"layers {[x + 1 for x in reference_layers]}, scaled to all layers: "
           f"{ref_per_hour / 3600:.2f} device-hours per audio hour")
     print(f"speed-up {ref_per_hour / ours_per_hour:.1f}x")
+    scale = RECIPE_STEPS / args.steps  # both methods do the same work per step
     jobs, limit = layers, REFERENCE_JOB_SECONDS
-    covered = jobs * limit / ref_per_hour  # audio hours the reference's budget covers at this rate
-    print(f"the reference's {jobs} jobs of up to {limit / 3600:.0f} h ({jobs * limit / 3600:,.0f} "
-          f"device-hours at most) are, at its measured rate, {covered:.2f} h of test audio; "
-          f"speechfm analyses that in {covered * ours_per_hour / 3600:.1f} device-hours "
-          f"({covered * ours_per_hour / jobs / limit * 100:.1f}% of the reference's budget)")
+    covered = jobs * limit / (ref_per_hour * scale)  # audio hours the reference's budget covers
+    print(f"at the recipe's {RECIPE_STEPS} steps (times x{scale:g}): the reference's {jobs} jobs "
+          f"of up to {limit / 3600:.0f} h ({jobs * limit / 3600:,.0f} device-hours at most) are, "
+          f"at its measured rate, {covered:.2f} h of test audio; speechfm analyses that in "
+          f"{covered * ours_per_hour * scale / 3600:.1f} device-hours")
 
 
 def main() -> None:
