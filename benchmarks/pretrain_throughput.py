@@ -7,7 +7,7 @@ CPU (always): the `tiny` preset, updates/s and audio seconds/s. With `--device c
 times fairseq's trainer in this process, row by row: Base at two batch sizes in fp16 and bf16
 with all fast paths off, all on, and each one off in turn, torch.compile once, Large and X-Large
 once; audio-s/s, updates/s, MFU (FLOPs counted from each batch's shape, speechfm.pretrain.flops)
-and peak GPU memory per row, the best Base row last. On CPU the same matrix runs at tiny scale
+and peak GPU memory per row (those past a time budget skipped), the best Base row last. On CPU the same matrix runs at tiny scale
 (tiny preset, fp32 for fp16, small batches). Runs on synthetic audio (noise and tones packed into
 an uncompressed tar shard with fairseq manifests, the layout `prepare` writes), needs no other
 input, prints the GPU name; on ROCm it sets MIOPEN_FIND_MODE=2.
@@ -159,14 +159,17 @@ def model_config(preset: str, overrides: list[str] = ()) -> dict:
 
 EXACT_PATHS = ("sdpa_attention", "fused_adam", "precompute_masks", "sync_free", "bucket_batches")
 ALL_ON = {**{name: True for name in EXACT_PATHS}, "loader_threads": 1}
+COMPILE_RESERVE_S = 150  # time a compiled row may take (its compile): started only if left
 # The matrix per device: the models standing for Base / Large / X-Large, the two Base batch sizes
 # (samples per GPU; the reference's Base batch is 2.8 M), the precisions, the audio.
 SWEEP = {
-    "cuda": {"models": {"base": ("base", []), "large": ("large", []), "xlarge": ("xlarge", [])},
+    "cuda": {"budget_s": 400,
+             "models": {"base": ("base", []), "large": ("large", []), "xlarge": ("xlarge", [])},
              "batches": [1_400_000, 2_800_000], "precisions": ["fp16", "bf16"],
              "large_tokens": {"large": 1_800_000, "xlarge": 960_000}, "workers": 6,
              "clips": 400, "median_seconds": 8.0, "warmup": 3, "updates": 10},
-    "cpu": {"models": {"base": ("tiny", []),
+    "cpu": {"budget_s": 900,
+            "models": {"base": ("tiny", []),
                        "large": ("tiny", ["model.encoder_layers=6", "model.encoder_embed_dim=192",
                                           "model.encoder_ffn_embed_dim=768"]),
                        "xlarge": ("tiny", ["model.encoder_layers=8", "model.encoder_embed_dim=256",
@@ -178,25 +181,21 @@ SWEEP = {
 
 
 def sweep_rows(device: str) -> list[dict]:
-    """The rows of the sweep: name, model role, precision, max_tokens, fast-path switches."""
+    """The rows of the sweep: name, model role, precision, max_tokens, fast-path switches; the
+    most telling first (a run out of time loses the last ones)."""
     spec = SWEEP[device]
-    rows = []
-    for precision in spec["precisions"]:
-        for tokens in spec["batches"]:
-            rows.append({"model": "base", "precision": precision, "tokens": tokens,
-                         "fast": {}, "name": "plain fairseq"})
-            rows.append({"model": "base", "precision": precision, "tokens": tokens,
-                         "fast": ALL_ON, "name": "all fast paths"})
-        for path in EXACT_PATHS:
-            rows.append({"model": "base", "precision": precision, "tokens": spec["batches"][-1],
-                         "fast": {**ALL_ON, path: False}, "name": f"all but {path}"})
-    last = spec["precisions"][-1]
-    for role, tokens in spec["large_tokens"].items():
-        rows.append({"model": role, "precision": last, "tokens": tokens, "fast": ALL_ON,
-                     "name": "all fast paths"})
-    rows.append({"model": "base", "precision": last, "tokens": spec["batches"][-1],  # compiling
+    last, tokens = spec["precisions"][-1], spec["batches"][-1]
+    rows = [{"model": "base", "precision": precision, "tokens": batch, "fast": fast, "name": name}
+            for precision in spec["precisions"] for batch in spec["batches"]
+            for name, fast in (("plain fairseq", {}), ("all fast paths", ALL_ON))]
+    rows += [{"model": role, "precision": last, "tokens": large, "fast": ALL_ON,
+              "name": "all fast paths"} for role, large in spec["large_tokens"].items()]
+    rows += [{"model": "base", "precision": precision, "tokens": tokens,
+              "fast": {**ALL_ON, path: False}, "name": f"all but {path}"}
+             for precision in spec["precisions"] for path in EXACT_PATHS]
+    rows.append({"model": "base", "precision": last, "tokens": tokens,  # compiling takes longest
                  "fast": {**ALL_ON, "compile_layers": True}, "name": "all + compile_layers"})
-    return rows  # takes longest: last, so that a slow compile costs no other row
+    return rows
 
 
 def sweep_lengths(device: str, seed: int = 0) -> list[float]:
@@ -267,7 +266,7 @@ def run_row(row: dict, manifest: Path, device: str, warmup: int, updates: int) -
                     torch.cuda.synchronize()
                 start = time.perf_counter()
             source = sample["net_input"]["source"]
-            trainer.train_step([sample])
+            trainer.train_step([sample], raise_oom=True)  # fairseq would skip the batch
             if i >= warmup:
                 samples += source.numel()
                 flops += training_flops(model_cfg, *source.shape).total
@@ -378,7 +377,13 @@ def sweep(device: str, work: Path, peak_override: float | None) -> int:
               f"{'audio-s/s':>9s} {'MFU':>6s} {'peak GiB':>8s}  batch")
     print(header, flush=True)
     results = []
+    started = time.monotonic()
     for row in sweep_rows(device):
+        reserve = COMPILE_RESERVE_S if row["fast"].get("compile_layers") else 0
+        if time.monotonic() - started + reserve > spec["budget_s"]:
+            print(f"{row['model']:6s} {row['precision']:4s} {row['tokens']:>10d} "
+                  f"{row['name']:28s} skipped: past the sweep's {spec['budget_s']} s", flush=True)
+            continue
         try:
             r = run_row(row, manifest, device, spec["warmup"], spec["updates"])
         except (RuntimeError, ValueError) as exc:  # e.g. out of memory: report, go on
