@@ -7,10 +7,11 @@ CPU (always): the `tiny` preset, updates/s and audio seconds/s. With `--device c
 times fairseq's trainer in this process, row by row: Base at two batch sizes in fp16 and bf16
 with all fast paths off, all on, and each one off in turn, torch.compile once, Large and X-Large
 once; audio-s/s, updates/s, MFU (FLOPs counted from each batch's shape, speechfm.pretrain.flops)
-and peak GPU memory per row (those past a time budget skipped), the best Base row last. On CPU the same matrix runs at tiny scale
-(tiny preset, fp32 for fp16, small batches). Runs on synthetic audio (noise and tones packed into
-an uncompressed tar shard with fairseq manifests, the layout `prepare` writes), needs no other
-input, prints the GPU name; on ROCm it sets MIOPEN_FIND_MODE=2.
+and peak GPU memory per row (rows past a time budget are listed as skipped), the best Base row
+last. On CPU the same matrix runs at tiny scale (tiny preset, fp32 for fp16, small batches).
+Runs on synthetic audio (noise and tones packed into an uncompressed tar shard with fairseq
+manifests, the layout `prepare` writes), needs no other input, prints the GPU name; on ROCm it
+sets MIOPEN_FIND_MODE=2.
 
     python benchmarks/pretrain_throughput.py                         # CPU only, ~3 min on 2 cores
     python benchmarks/pretrain_throughput.py --device cuda           # + Base on the GPU, ~4 min
@@ -284,7 +285,8 @@ def run_row(row: dict, manifest: Path, device: str, warmup: int, updates: int) -
         raise RuntimeError(f"only {warmup + done} batches in an epoch: make the audio longer")
     return {"updates_s": done / elapsed, "audio_s_s": samples / SAMPLE_RATE / elapsed,
             "flops_s": flops / elapsed, "peak_gib": peak,
-            "batch": f"{np.mean([b for b, _ in items]):.1f} x {np.mean([t for _, t in items]) / SAMPLE_RATE:.1f} s"}
+            "batch": f"{np.mean([b for b, _ in items]):.1f} x "
+                     f"{np.mean([t for _, t in items]) / SAMPLE_RATE:.1f} s"}
 
 
 def quiet() -> None:

@@ -73,8 +73,8 @@ def test_settings_from_presets_and_overrides(tmp_path: Path) -> None:
     settings = fast_settings(base, {"sdpa_attention": "false", "loader_threads": "2"})
     assert settings["sdpa_attention"] is False and settings["loader_threads"] == 2
     assert settings["fused_adam"] is True and settings["compile_layers"] is False
-    assert fast_settings(load_pretrain("tiny"), {}) == {name: 0 if name == "loader_threads" else False
-                                                      for name in settings}
+    plain = {name: 0 if name == "loader_threads" else False for name in settings}
+    assert fast_settings(load_pretrain("tiny"), {}) == plain
     with pytest.raises(SpeechfmError, match="unknown fast path"):
         fast_settings(base, {"flash": "true"})
     with pytest.raises(SpeechfmError, match="must be true or false"):
