@@ -93,18 +93,25 @@ def stable_layer_norm_model(tmp_path: Path, reference_dir: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("layout", ["post-ln", "stable-ln"])
-def test_layer_ig_matches_captum_for_every_layer_and_token(layout, tiny_ctc_model_dir, test_tsv,
-                                                           tmp_path):
+def one_utterance(layout, tiny_ctc_model_dir, test_tsv, tmp_path, index):
+    """(model, input values, forward, predicted targets, LayerTop) of test utterance `index`
+    with the post-LN or the stable-LN layout."""
     model_dir = (tiny_ctc_model_dir if layout == "post-ln"
                  else stable_layer_norm_model(tmp_path, tiny_ctc_model_dir))
     model, _ = load_model(model_dir, "cpu", "float32")
-    values = features(model_dir, test_tsv)[0]
+    values = features(model_dir, test_tsv)[index]
     fwd = ig.forward_utterance(model, values)
     targets = ig.targets_of(fwd.predicted, model.config.pad_token_id)
     assert len(targets) >= 3, "the test must exercise several predicted characters"
+    return model, values, fwd, targets, ig.LayerTop(model)
+
+
+@pytest.mark.parametrize("layout", ["post-ln", "stable-ln"])
+def test_layer_ig_matches_captum_for_every_layer_and_token(layout, tiny_ctc_model_dir, test_tsv,
+                                                           tmp_path):
+    model, values, fwd, targets, top = one_utterance(layout, tiny_ctc_model_dir, test_tsv,
+                                                     tmp_path, 0)
     alphas, weights = ig.quadrature("gausslegendre", STEPS)
-    top = ig.LayerTop(model)
     for layer in range(model.config.num_hidden_layers):
         attr, base_scores = ig.layer_attributions(top, layer, fwd.layers[layer],
                                                   fwd.baseline_layers[layer], targets, alphas, weights)
@@ -128,15 +135,8 @@ def test_batched_backwards_equal_the_loop(layout, tiny_ctc_model_dir, test_tsv, 
                                           monkeypatch):
     """The vmapped per-character backwards (the GPU default) give the loop's attributions, also
     when the memory budget splits the characters into groups."""
-    model_dir = (tiny_ctc_model_dir if layout == "post-ln"
-                 else stable_layer_norm_model(tmp_path, tiny_ctc_model_dir))
-    model, _ = load_model(model_dir, "cpu", "float32")
-    values = features(model_dir, test_tsv)[1]
-    fwd = ig.forward_utterance(model, values)
-    targets = ig.targets_of(fwd.predicted, model.config.pad_token_id)
-    assert len(targets) >= 3
+    model, _, fwd, targets, top = one_utterance(layout, tiny_ctc_model_dir, test_tsv, tmp_path, 1)
     alphas, weights = ig.quadrature("gausslegendre", STEPS)
-    top = ig.LayerTop(model)
     for layer in range(model.config.num_hidden_layers):
         args = (top, layer, fwd.layers[layer], fwd.baseline_layers[layer], targets, alphas, weights)
         loop, base_loop = ig.layer_attributions(*args)
