@@ -18,7 +18,8 @@ from tests.conftest import ROOT
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # one full dvc repro: minutes
 
 SMALLEST = {
-    "demo": {"channels": 4, "days": 1, "hours_per_day": 1, "hour_seconds": 40, "train": 40,
+    # two broadcast hours per channel: validation is drawn by whole source file
+    "demo": {"channels": 4, "days": 1, "hours_per_day": 2, "hour_seconds": 30, "train": 40,
              "valid": 8, "test": 8},
     "prepare": {"workers": 2},
     "pretrain": {"max_update": 10},

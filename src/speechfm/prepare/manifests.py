@@ -5,6 +5,7 @@ memory-mapped segment index (`<name>.idx/`, `speechfm.core.segment_index`) for t
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import zlib
@@ -19,6 +20,8 @@ from speechfm.core import segment_index
 from speechfm.core.constants import SAMPLE_RATE
 from speechfm.core.manifest import MANIFESTS_DIR, check_root
 from speechfm.prepare.columns import SegmentColumns
+
+log = logging.getLogger(__name__)
 
 
 def split_valid(channels: Sequence[str], frames: np.ndarray, valid_hours: float,
@@ -37,6 +40,8 @@ def split_valid(channels: Sequence[str], frames: np.ndarray, valid_hours: float,
     for c, name in enumerate(names):
         rows = order[bounds[c]:bounds[c + 1]]
         if len(rows) < 2:
+            log.warning("channel %s has a single source file: it stays in training and the "
+                        "channel gets no validation set (a file is never split)", name)
             continue
         ch_frames = frames[rows]
         target = min(valid_hours * 3600 * SAMPLE_RATE, valid_share * float(ch_frames.sum()))

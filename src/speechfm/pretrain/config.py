@@ -38,7 +38,9 @@ def check_manifest(manifest: Path) -> Path:
             raise SpeechfmError("the root directory must not contain ':' (fairseq splits on it)",
                                 path=tsv)
         if not first:
-            raise SpeechfmError("no segments listed", path=tsv)
+            hint = ("validation files are whole source files drawn per channel: a channel needs "
+                    "two or more source files to give one") if split == "valid" else None
+            raise SpeechfmError("no segments listed", path=tsv, hint=hint)
         member = first.split("\t")[0].split(":")[0]
         if not (Path(root) / member).exists():
             raise SpeechfmError(f"first entry points to a missing file {Path(root) / member}",
