@@ -115,10 +115,14 @@ def test_programme_mixes_every_kind_of_sound() -> None:
     from datetime import date
 
     from speechfm.synth.archive import DEFAULT_CHANNELS, HourSpec, compose
+    from speechfm.synth.repeats import Library
     from speechfm.synth.text import split_sentences
 
     spec = HourSpec(DEFAULT_CHANNELS[2], date(2021, 1, 31), 6, 240.0, seed=(0, 0, 0, 0))
-    audio, intervals = compose(spec, split_sentences(0, 10, 10, 10).archive)
+    sentences = split_sentences(0, 10, 10, 10).archive
+    library = Library.build(0, list(DEFAULT_CHANNELS), sentences)
+    audio, truth = compose(spec, sentences, library)
+    intervals = truth["intervals"]
     assert audio.size == 240 * spec.channel.sample_rate
     kinds = {iv["kind"] for iv in intervals}
     assert kinds == {"speech", "music", "noise", "jingle", "silence"}
