@@ -12,6 +12,7 @@ from speechfm.errors import SpeechfmError
 UNITS = ("day", "month", "year")
 VAD_MODES = ("silero", "webrtc")
 SPLIT_FIELDS = ("valid_hours", "valid_share", "seed")
+ADDED_SINCE = {"fingerprint": False}  # unit settings added later, as units made before them are
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class PrepareConfig:
     max_seconds: float = MAX_SEGMENT_SECONDS  # longer regions are cut into pieces of this length
     min_seconds: float = MIN_SEGMENT_SECONDS  # shorter pieces are dropped
     shard_max_bytes: int = 2 * 1024**3  # a unit's shard is split when it grows beyond this
+    fingerprint: bool = True  # an audio fingerprint per segment (`<shard>.fp.npz`) for `dedup`
     valid_hours: float = 2.0  # validation hours drawn per channel
     valid_share: float = 0.1  # ... at most this share of a channel (small data)
     seed: int = 0
@@ -52,6 +54,12 @@ class PrepareConfig:
     def unit_settings(self) -> dict[str, Any]:
         """The settings that shape a unit's shards (the split settings only shape manifests)."""
         return {k: v for k, v in asdict(self).items() if k not in SPLIT_FIELDS}
+
+    @staticmethod
+    def recorded_settings(recorded: dict[str, Any]) -> dict[str, Any]:
+        """A done-marker's settings completed with what a unit built before a setting existed
+        has: units prepared before fingerprints have none."""
+        return {**ADDED_SINCE, **recorded}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | Path | None = None) -> PrepareConfig:

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from speechfm.constants import SAMPLE_RATE
+from speechfm.constants import MANIFESTS_DIR, SAMPLE_RATE
 from speechfm.errors import SpeechfmError
 from speechfm.segment import Segment
-
-MANIFESTS_DIR = "manifests"
 
 
 def check_root(out: Path) -> Path:
