@@ -23,7 +23,7 @@ from speechfm.synth import sounds
 if TYPE_CHECKING:
     from speechfm.synth.archive import Channel, _Mix
 
-ADVERTS = 6  # distinct adverts in an archive
+ADVERTS = 4  # distinct adverts in an archive
 PAUSE = 0.25  # seconds between the sentences of an advert (a voice-over runs on)
 BED_SECONDS = 40.0  # length of a channel's music bed; a block uses its first seconds
 
