@@ -166,6 +166,7 @@ def read_sidecar(path: Path, codes: bool = True) -> Sidecar:
     except (OSError, ValueError, KeyError) as exc:
         raise SpeechfmError(f"unreadable fingerprint file: {exc}", path=path) from None
     if meta != settings():
-        raise SpeechfmError("fingerprints were made with other settings", path=path,
-                            hint=f"found {meta}, this speechfm makes {settings()}")
+        diff = {k: (meta.get(k), v) for k, v in settings().items() if meta.get(k) != v}
+        raise SpeechfmError(f"fingerprints were made with other settings {diff} (found, now)",
+                            path=path, hint="prepare the archive again into a new folder")
     return Sidecar(codes=arrays.pop("codes", np.zeros(0, np.uint32)), **arrays)

@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-votes", type=int, default=d.min_votes, dest="min_votes",
                    help=f"shared keys before a pair is compared (default {d.min_votes})")
     p.add_argument("--keys-per-pass", type=int, default=d.keys_per_pass, dest="keys_per_pass",
-                   help="keys sorted in memory at once, ~20 bytes each "
+                   help="keys sorted in memory at once, ~30 bytes each "
                         f"(default {d.keys_per_pass:,})")
     p.add_argument("--experiment", default="dedup", help="MLflow experiment name")
     p.add_argument("--tracking-uri", default=None,

@@ -18,7 +18,7 @@ class DedupConfig:
     min_votes: int = 2  # keys shared at one offset before a pair is compared at all
     window: int = 8  # codes (64 ms each) over which the bit error rate is averaged
     fanout: int = 8  # a key shared by many segments links each to the earliest this many
-    keys_per_pass: int = 50_000_000  # keys sorted in memory at once (~20 bytes each)
+    keys_per_pass: int = 50_000_000  # keys sorted in memory at once (~30 bytes each)
 
     def __post_init__(self) -> None:
         if not 0 < self.max_ber < 0.5:

@@ -74,7 +74,8 @@ def metrics(report: dict[str, Any]) -> dict[str, float]:
     """The numbers of a report for MLflow (flat)."""
     flat = {k: float(report[k]) for k in ("segments", "hours", "groups", "grouped_segments",
                                           "removed_segments", "hours_removed", "share_removed")}
-    flat |= {f"truth/{k}": float(v) for k, v in report.get("truth", {}).items()}
+    flat |= {f"truth/{k}": float(v) for k, v in report.get("truth", {}).items()
+             if isinstance(v, (int, float))}
     flat |= {f"seconds/{k}": float(v) for k, v in report["seconds"].items()}
     return flat
 

@@ -7,8 +7,9 @@ not repeats (`near_misses`). Then:
   common stretch of at least `min_overlap` of each segment (the rule the search links by);
 - two segments are a *near-miss pair* when each is at least half covered by occurrences of the same
   voice or bed and they are not a duplicate pair;
-- a predicted pair is two segments in one group. Precision and recall are over duplicate pairs;
-  the near-miss rate is the share of near-miss pairs put in one group.
+- a predicted pair is two segments in one group. Precision and recall are over duplicate pairs
+  (recall also per kind of item, and over the pairs whose copies came through another codec or
+  sample rate); the near-miss rate is the share of near-miss pairs put in one group.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import json
 from collections import defaultdict
 from itertools import combinations
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,23 +63,25 @@ def _spans(catalog: Catalog, truth: dict[str, dict], field: str):
     return spans
 
 
-def true_pairs(catalog: Catalog, truth: dict[str, dict], min_overlap: float) -> set[tuple[int, int]]:
-    """Duplicate pairs (a < b) by the rule in the module doc."""
+def true_pairs(catalog: Catalog, truth: dict[str, dict],
+               min_overlap: float) -> dict[tuple[int, int], str]:
+    """Duplicate pairs (a < b) by the rule in the module doc, each with the kind of item that
+    makes it one (the id's prefix: ident, advert, programme)."""
     duration = catalog.end - catalog.start
-    common: dict[tuple[int, int], float] = defaultdict(float)
-    for items in _spans(catalog, truth, "repeats").values():
+    common: dict[tuple[int, int], tuple[float, str]] = {}
+    for name, items in _spans(catalog, truth, "repeats").items():
+        kind = name.split("-", 1)[0]
         for (x, lo1, hi1), (y, lo2, hi2) in combinations(items, 2):
-            if x != y:
-                overlap = min(hi1, hi2) - max(lo1, lo2)
-                if overlap > 0:
-                    key = (min(x, y), max(x, y))
-                    common[key] = max(common[key], overlap)
-    return {k for k, v in common.items()
+            overlap = min(hi1, hi2) - max(lo1, lo2)
+            key = (min(x, y), max(x, y))
+            if x != y and overlap > common.get(key, (0.0, ""))[0]:
+                common[key] = (overlap, kind)
+    return {k: kind for k, (v, kind) in common.items()
             if v >= min_overlap * max(duration[k[0]], duration[k[1]])}
 
 
 def near_miss_pairs(catalog: Catalog, truth: dict[str, dict],
-                    duplicates: set[tuple[int, int]]) -> set[tuple[int, int]]:
+                    duplicates: dict[tuple[int, int], str]) -> set[tuple[int, int]]:
     duration = catalog.end - catalog.start
     pairs = set()
     for items in _spans(catalog, truth, "near_misses").values():
@@ -94,15 +98,29 @@ def predicted_pairs(rep: np.ndarray) -> set[tuple[int, int]]:
 
 
 def evaluate(catalog: Catalog, rep: np.ndarray, truth: dict[str, dict],
-             min_overlap: float) -> dict[str, float | int]:
-    """Pair precision, recall and the near-miss rate of the groups `rep` (see the module doc)."""
+             min_overlap: float) -> dict[str, Any]:
+    """Pair precision, recall (also per kind of item) and the near-miss rate of the groups `rep`
+    (see the module doc)."""
     true = true_pairs(catalog, truth, min_overlap)
     near = near_miss_pairs(catalog, truth, true)
     pred = predicted_pairs(rep)
-    hit = len(pred & true)
+    hit = pred & true.keys()
     grouped_near = len(pred & near)
-    return {"true_pairs": len(true), "predicted_pairs": len(pred), "correct_pairs": hit,
-            "precision": hit / len(pred) if pred else 1.0,
-            "recall": hit / len(true) if true else 1.0,
+    kinds = sorted(set(true.values()))
+    by_kind = {k: {"pairs": sum(1 for v in true.values() if v == k),
+                   "found": sum(1 for p in hit if true[p] == k)} for k in kinds}
+    chain = {src: (t.get("channel", {}).get("codec"), t.get("channel", {}).get("sample_rate"))
+             for src, t in truth.items()}
+    of = [chain.get(name, (None, None)) for name in catalog.sources]
+    across = {what: [p for p in true if of[catalog.source[p[0]]][i] != of[catalog.source[p[1]]][i]]
+              for i, what in enumerate(("codec", "rate"))}
+    return {"true_pairs": len(true), "predicted_pairs": len(pred), "correct_pairs": len(hit),
+            "precision": len(hit) / len(pred) if pred else 1.0,
+            "recall": len(hit) / len(true) if true else 1.0,
+            "recall_by_kind": {k: round(v["found"] / v["pairs"], 4) for k, v in by_kind.items()},
+            "pairs_by_kind": {k: v["pairs"] for k, v in by_kind.items()},
+            **{f"pairs_across_{w}": len(ps) for w, ps in across.items()},
+            **{f"recall_across_{w}": round(sum(p in hit for p in ps) / len(ps), 4) if ps else 1.0
+               for w, ps in across.items()},
             "near_miss_pairs": len(near), "near_miss_grouped": grouped_near,
             "near_miss_rate": grouped_near / len(near) if near else 0.0}
