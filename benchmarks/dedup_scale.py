@@ -211,19 +211,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--segments", type=int, nargs="+", default=[1_000_000])
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "speechfm_dedup")
-    ap.add_argument("--keep", action="store_true", help="keep the synthetic datasets")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the synthetic datasets (and reuse a kept one of the same size)")
     args = ap.parse_args()
     results = {}
     for n in args.segments:
         data = args.data / f"n{n}"
-        shutil.rmtree(data, ignore_errors=True)
         t0 = time.perf_counter()
-        planted = write_dataset(data, n)
+        if args.keep and (data / "planted.json").exists():
+            planted = json.loads((data / "planted.json").read_text())
+        else:
+            shutil.rmtree(data, ignore_errors=True)
+            planted = write_dataset(data, n)
+            planted["expected_removed"] = sorted(planted["expected_removed"])
+            (data / "planted.json").write_text(json.dumps(planted))
         made = time.perf_counter() - t0
+        shutil.rmtree(data / "dedup", ignore_errors=True)
         res = run_dedup(data, data / "dedup")
         kept = set((data / "dedup/manifests/train.tsv").read_text().splitlines()[1:])
         removed = set((data / "manifests/train.tsv").read_text().splitlines()[1:]) - kept
-        expected = planted["expected_removed"]
+        expected = set(planted["expected_removed"])
         report = res.pop("report")
         results[n] = {**res, "generate_s": round(made, 1), "keys": report["search"]["keys"],
                       "partitions": report["search"]["partitions"],

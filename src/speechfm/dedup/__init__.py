@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 REPORT_JSON = "report.json"
 REPORT_PNG = "report.png"
+WORK_PREFIX = "keys-"  # OUT/keys-*/: the key partitions while the search runs (~10 bytes a key)
 
 
 def manifest_rows(path: Path) -> set[str]:
@@ -76,7 +77,9 @@ def deduplicate(prepared: Path, out: Path, config: DedupConfig,
     rep = np.full(len(catalog), -1, dtype=np.int64)
     if config.enabled and len(catalog):
         out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="keys-", dir=out) as work:
+        for stale in out.glob(f"{WORK_PREFIX}*"):  # left by a killed run
+            shutil.rmtree(stale, ignore_errors=True)
+        with tempfile.TemporaryDirectory(prefix=WORK_PREFIX, dir=out) as work:
             from speechfm.dedup.search import search
 
             found = search(catalog, config, Path(work))

@@ -95,8 +95,7 @@ def bucket_edges(rec: np.ndarray, fanout: int) -> tuple[np.ndarray, np.ndarray, 
     combined = combined[order]
     del order
     if not len(combined):
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty
+        return np.zeros(0, np.uint32), np.zeros(0, np.uint32), np.zeros(0, np.int16)
     first = np.empty(len(combined), dtype=bool)
     first[0] = True
     np.not_equal(combined[1:], combined[:-1], out=first[1:])
@@ -118,9 +117,9 @@ def bucket_edges(rec: np.ndarray, fanout: int) -> tuple[np.ndarray, np.ndarray, 
     for j in range(fanout):
         later = np.flatnonzero(in_run > j)
         partner = run_start[later] + j
-        a.append(seg[partner])
-        b.append(seg[later])
-        off.append(pos[later] - pos[partner])
+        a.append(seg[partner].astype(np.uint32))  # compact: all pairs are held until the vote
+        b.append(seg[later].astype(np.uint32))
+        off.append((pos[later] - pos[partner]).astype(np.int16))
     return np.concatenate(a), np.concatenate(b), np.concatenate(off)
 
 
@@ -130,7 +129,7 @@ def vote(a: np.ndarray, b: np.ndarray, off: np.ndarray,
     `min_votes` keys within two adjacent 64 ms bins (the offset of a key is only known to a few
     16 ms frames: smoothing makes neighbouring frames share codes)."""
     pair = (a.astype(np.uint64) << np.uint64(32)) | b.astype(np.uint64)
-    lag = np.floor_divide(off, DECIMATE)
+    lag = np.floor_divide(off, DECIMATE).astype(np.int16)
     order = np.lexsort((lag, pair))
     pair, lag = pair[order], lag[order]
     new = np.ones(len(pair), dtype=bool)
