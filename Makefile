@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` (set up, then the main job) and `make test`.
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint
+.PHONY: setup demo test test-fast lint
 
 setup:
 	bash scripts/setup.sh
@@ -11,11 +11,16 @@ demo: setup
 	PATH="$(CURDIR)/.venv/bin:$$PATH" dvc repro
 	@echo
 	@echo "Done. Metrics: .venv/bin/dvc metrics show    Plots: .venv/bin/dvc plots show"
-	@echo "Serve the model:  .venv/bin/speechfm serve --mlflow-uri sqlite:///$(CURDIR)/mlflow.db --reports reports/lur"
+	@echo "Serve the model:  .venv/bin/speechfm serve --tracking-uri sqlite:///$(CURDIR)/mlflow.db --reports reports/lur"
 	@echo "MLflow UI:        .venv/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db"
 
+# Every test, the slow end-to-end ones included (CI runs this).
 test: lint
 	$(PY) -m pytest -q
+
+# The inner loop: unit-level tests only (no end-to-end stage runs), under 3 minutes on 2 cores.
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow"
 
 lint: setup
 	.venv/bin/ruff check src api tests benchmarks

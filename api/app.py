@@ -28,6 +28,7 @@ from api.errors import ApiError, LimitExceeded
 from api.registry import LoadedModel, Registry
 from api.reports import PLOTS, list_reports, load, page, report_dir
 from api.settings import API_PREFIX, NAME_PATTERN, Settings
+from speechfm.core.errors import require_tool
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -158,7 +159,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         loop = asyncio.get_running_loop()
-        audio_io.require_tool("ffmpeg")
+        require_tool("ffmpeg")
         for name in settings.preload:
             await loop.run_in_executor(None, registry.get, name)
         state["ready"] = True

@@ -14,20 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from api.errors import ApiError, LimitExceeded
-from speechfm.constants import MAX_SEGMENT_SECONDS, SAMPLE_RATE
-from speechfm.errors import require_tool
-from speechfm.prepare.config import PrepareConfig
+from speechfm.core.audio import ffmpeg_pcm_command
+from speechfm.core.constants import MAX_SEGMENT_SECONDS, SAMPLE_RATE
+from speechfm.core.vad import VadConfig
 
 log = logging.getLogger(__name__)
 
-DEMUXERS = (
-    "wav,w64,flac,mp3,ogg,matroska,webm,mov,aac,mpegts,aiff,au,caf,amr,wv,ape,asf,"
-    "flv,avi,mpeg,opus,ac3,eac3,dts,tta,voc,gsm,mp2"
-)
-"""Containers ffmpeg may open from an upload. Playlists (hls, concat) are excluded: they could
-make ffmpeg read other files or URLs."""
-
-VAD = PrepareConfig(vad="webrtc", webrtc_aggressiveness=2)
+VAD = VadConfig(vad="webrtc", webrtc_aggressiveness=2)
 """The service cuts with webrtcvad (fast; music kept costs only compute) and prepare's smoothing."""
 
 
@@ -68,12 +61,7 @@ def read_native(path: Path, max_seconds: float) -> np.ndarray | None:
 def decode_with_ffmpeg(path: Path, max_seconds: float) -> np.ndarray:
     """The int16 samples ffmpeg decodes (16 kHz mono), at most just past `max_seconds`; 422 when it
     cannot."""
-    cmd = [
-        require_tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
-        "-protocol_whitelist", "file", "-format_whitelist", DEMUXERS,
-        "-i", str(path), "-t", f"{max_seconds + 0.5:.3f}", "-vn", "-sn", "-dn",
-        "-ac", "1", "-ar", str(SAMPLE_RATE), "-f", "s16le", "-acodec", "pcm_s16le", "pipe:1",
-    ]
+    cmd = ffmpeg_pcm_command(path, untrusted=True, max_seconds=max_seconds)
     proc = subprocess.run(cmd, capture_output=True, timeout=300, check=False)
     if proc.returncode != 0:
         reason = proc.stderr.decode("utf-8", "replace").replace(str(path), "upload")
@@ -95,7 +83,7 @@ def split_speech(audio: np.ndarray, max_seconds: float = MAX_SEGMENT_SECONDS,
     speech regions are merged while the chunk stays within the limit, regions longer than the limit
     are cut evenly, and no piece is dropped for being short (unlike training segments).
     """
-    from speechfm.prepare.vad import frame_decisions, speech_regions
+    from speechfm.core.vad import frame_decisions, speech_regions
 
     duration = audio.size / SAMPLE_RATE
     if duration <= max_seconds:

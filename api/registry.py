@@ -128,18 +128,17 @@ class LoadedModel:
 
     def __init__(self, name: str, path: Path, dtype: str = "float32"):
         import torch
-        from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+
+        from speechfm.core.ctc import load_ctc_model
 
         self.name = name
         self.path = path
         self.lock = threading.Lock()
         self.autocast = dtype == "bfloat16"
-        self.processor = Wav2Vec2Processor.from_pretrained(path, local_files_only=True)
-        self.model = Wav2Vec2ForCTC.from_pretrained(path, use_safetensors=True,
-                                                    local_files_only=True).eval()
+        self.model, self.processor = load_ctc_model(path, safetensors_only=True)
         self.quantized = dtype == "int8"
         if self.quantized:  # dynamic int8 Linear layers: faster on CPUs without bf16 units
-            from speechfm.inference import quantize_int8
+            from speechfm.core.ctc import quantize_int8
 
             self.model = quantize_int8(self.model)
         self._torch = torch
@@ -148,10 +147,10 @@ class LoadedModel:
 
     def transcribe(self, audios: list[np.ndarray]) -> list[str]:
         """Greedy CTC transcripts of a batch of 16 kHz clips, each exactly as if it ran alone
-        (`speechfm.inference.ctc_logits`: no clip's result depends on its batch)."""
-        from speechfm.inference import ctc_logits
+        (`speechfm.core.ctc.ctc_logits`: no clip's result depends on its batch)."""
+        from speechfm.core.ctc import ctc_logits, greedy_texts
 
         torch = self._torch
         with self.lock, torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             logits = ctc_logits(self.model, self.processor.feature_extractor, audios)
-        return [self.processor.tokenizer.decode(lg.argmax(-1).tolist()) for lg in logits]
+        return greedy_texts(self.processor.tokenizer, logits)

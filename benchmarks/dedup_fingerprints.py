@@ -1,4 +1,4 @@
-"""Which fingerprint for `dedup`: speechfm's own (speechfm.fingerprint) against Chromaprint (the
+"""Which fingerprint for `dedup`: speechfm's own (speechfm.core.fingerprint) against Chromaprint (the
 system's libchromaprint, raw 32-bit sub-fingerprints, through ctypes), on the segments of a
 prepared demo with ground truth.
 
@@ -72,9 +72,9 @@ def best_alignment(a: np.ndarray, b: np.ndarray, min_overlap: int = 4) -> tuple[
 def main() -> None:
     import soundfile as sf
 
+    from speechfm.core.fingerprint import fingerprint
     from speechfm.dedup.catalog import read_catalog
     from speechfm.dedup.truth import near_miss_pairs, read_truth, true_pairs
-    from speechfm.fingerprint import fingerprint
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("prepared", type=Path)

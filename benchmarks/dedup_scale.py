@@ -41,20 +41,20 @@ FLIPS = (0.8, 0.5)  # probabilities of a first and a second flipped bit per code
 
 def _lengths(rng: np.random.Generator, n: int) -> np.ndarray:
     """Segment lengths in samples: 2 s plus an exponential tail (mean ~6 s), at most 30 s."""
-    from speechfm.constants import SAMPLE_RATE
+    from speechfm.core.constants import SAMPLE_RATE
 
     seconds = np.minimum(30.0, 2.0 + rng.exponential(3.9, n))
     return (seconds * SAMPLE_RATE).astype(np.int64)
 
 
 def _codes_for(frames: np.ndarray) -> np.ndarray:
-    from speechfm.fingerprint import CODE_SECONDS, SAMPLE_RATE
+    from speechfm.core.fingerprint import CODE_SECONDS, SAMPLE_RATE
 
     return np.maximum(1, (frames / SAMPLE_RATE / CODE_SECONDS).astype(np.int64) - 12)
 
 
 def _random_keys(rng: np.random.Generator, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
-    from speechfm.fingerprint import CODE_SECONDS, DECIMATE, KEYS_PER_SECOND
+    from speechfm.core.fingerprint import CODE_SECONDS, DECIMATE, KEYS_PER_SECOND
 
     count = rng.poisson(KEYS_PER_SECOND * n_codes * CODE_SECONDS)
     pos = np.sort(rng.integers(0, DECIMATE * n_codes, count)).astype(np.uint16)
@@ -64,7 +64,7 @@ def _random_keys(rng: np.random.Generator, n_codes: int) -> tuple[np.ndarray, np
 def _random_rows(rng: np.random.Generator, lengths: np.ndarray):
     """Random codes and keys (positions sorted within each row) for rows of `lengths` codes:
     (codes, keys, positions, keys per row)."""
-    from speechfm.fingerprint import CODE_SECONDS, DECIMATE, KEYS_PER_SECOND
+    from speechfm.core.fingerprint import CODE_SECONDS, DECIMATE, KEYS_PER_SECOND
 
     counts = rng.poisson(KEYS_PER_SECOND * lengths * CODE_SECONDS)
     row = np.repeat(np.arange(len(lengths)), counts)
@@ -77,7 +77,7 @@ def _random_rows(rng: np.random.Generator, lengths: np.ndarray):
 
 def _copy(rng: np.random.Generator, codes: np.ndarray, keys: np.ndarray, pos: np.ndarray):
     """A broadcast copy of an item: cropped, bits flipped, most keys lost (see the module doc)."""
-    from speechfm.fingerprint import DECIMATE, Fingerprint
+    from speechfm.core.fingerprint import DECIMATE, Fingerprint
 
     n = len(codes)
     lo = int(rng.integers(0, int(CROP * n) + 1))
@@ -100,8 +100,9 @@ def write_dataset(root: Path, segments: int, repeated: float = 0.1, per_item: in
                   seed: int = 0, per_shard: int = 20_000) -> dict:
     """Write a synthetic prepared dataset under `root`; returns what was planted: rows of
     occurrences per item (row = order of the train manifest), and the rows expected removed."""
-    from speechfm.constants import DONE_SUFFIX, INDEX_SUFFIX, MANIFESTS_DIR, SHARDS_DIR
-    from speechfm.fingerprint import FINGERPRINT_SUFFIX, Fingerprint, write_sidecar
+    from speechfm.core.constants import DONE_SUFFIX, INDEX_SUFFIX, SHARDS_DIR
+    from speechfm.core.fingerprint import FINGERPRINT_SUFFIX, Fingerprint, write_sidecar
+    from speechfm.core.manifest import MANIFESTS_DIR
 
     rng = np.random.default_rng(seed)
     frames = _lengths(rng, segments)

@@ -1,7 +1,7 @@
 """What the fingerprints cost `speechfm prepare` in its default mode (silero VAD, 1 worker).
 
 Two measurements on the same generated archive:
-(a) in one process, the CPU time spent inside `speechfm.fingerprint.fingerprint` against the
+(a) in one process, the CPU time spent inside `speechfm.core.fingerprint.fingerprint` against the
     process's whole CPU time (ffmpeg's decoding, in child processes, added);
 (b) whole runs with and without fingerprints (`--no-fingerprint`), interleaved, fastest of 3.
 

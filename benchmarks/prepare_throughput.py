@@ -47,10 +47,10 @@ def reference_flow(archive: Path, out: Path, vad: str) -> None:
     """The reference's steps, serially, with speechfm's VAD so only the pipeline differs."""
     import soundfile as sf
 
-    from speechfm.constants import SAMPLE_RATE
+    from speechfm.core.constants import SAMPLE_RATE
+    from speechfm.core.vad import segments_of
     from speechfm.prepare.config import PrepareConfig
     from speechfm.prepare.discover import plan_units
-    from speechfm.prepare.vad import segments_of
 
     config = PrepareConfig(vad=vad)
     flac_root, seg_root = out / "flac", out / "segments"
@@ -66,7 +66,7 @@ def reference_flow(archive: Path, out: Path, vad: str) -> None:
         month_files = []
         for source in unit.files:  # step 2: VAD reads the FLAC files, writes segment files
             samples, _ = sf.read(flac_root / Path(source).with_suffix(".flac"), dtype="int16")
-            pieces, _ = segments_of(samples, config)
+            pieces, _ = segments_of(samples, config.vad_config)
             for a, b in pieces:
                 name = f"{Path(source).stem}_{a}_{b}.flac"
                 seg_root.mkdir(parents=True, exist_ok=True)
@@ -87,7 +87,7 @@ def reference_flow(archive: Path, out: Path, vad: str) -> None:
 
 
 def decode_only(archive: Path) -> None:
-    from speechfm.prepare.decode import ffmpeg_pcm_command
+    from speechfm.core.audio import ffmpeg_pcm_command
     from speechfm.prepare.discover import find_media
 
     for path in find_media(archive):
@@ -95,23 +95,32 @@ def decode_only(archive: Path) -> None:
 
 
 def split_benchmark(rows: int = 1_000_000) -> dict[str, float]:
-    """Seconds to split `rows` segments of 4 channels and write train/valid manifests."""
+    """Seconds to split `rows` segments of 4 channels (by source file, 600 segments each) and to
+    write train/valid manifests with their segment indexes."""
     import numpy as np
 
-    from speechfm.prepare.manifests import split_valid, write_manifests
-    from speechfm.segment import Segment
+    from speechfm.prepare.columns import SegmentColumns
+    from speechfm.prepare.manifests import valid_rows, write_manifests
 
     rng = np.random.default_rng(0)
-    frames = rng.integers(32_000, 480_000, rows).tolist()
-    segs = [Segment(shard=f"shards/ch{i % 4}/2021-{i % 12 + 1:02d}.tar", member=f"{i}.flac",
-                    offset=512 * i, size=1000, frames=frames[i], source="x.ts", start=0.0,
-                    end=1.0, sha256="", channel=f"ch{i % 4}") for i in range(rows)]
+    per_unit = rows // 48  # 4 channels x 12 months
+    source = np.arange(rows, dtype=np.int32) // 600
+    cols = SegmentColumns(
+        channels=[f"ch{u % 4}" for u in range(48)],
+        shards=[f"shards/ch{u % 4}/2021-{u // 4 + 1:02d}.tar" for u in range(48)],
+        sources=[f"s{i}.ts" for i in range(int(source[-1]) + 1)],
+        source_channel=[f"ch{(i * 600 // per_unit) % 4}" for i in range(int(source[-1]) + 1)],
+        unit_rows=np.minimum(np.arange(49, dtype=np.int64) * per_unit, rows),
+        shard=np.minimum(np.arange(rows) // per_unit, 47).astype(np.int32),
+        offset=np.arange(rows, dtype=np.int64) * 512, size=np.full(rows, 1000, np.uint32),
+        frames=rng.integers(32_000, 480_000, rows).astype(np.int32), source=source)
+    cols.unit_rows[-1] = rows
     t0 = time.perf_counter()
-    split_valid([s.channel for s in segs], np.array(frames), 2.0, 0.1, 0)
+    valid_rows(cols, 2.0, 0.1, 0)
     split_only = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        write_manifests(Path(tmp), segs, 2.0, 0.1, 0)
+        write_manifests(Path(tmp), cols, 2.0, 0.1, 0)
         with_writing = time.perf_counter() - t0
     return {"rows": rows, "split_s": round(split_only, 3), "split_and_write_s": round(with_writing, 3)}
 

@@ -133,10 +133,10 @@ def flops_per_audio_second(preset: str, seconds: float, device: str = "cuda") ->
     from torch.utils.flop_counter import FlopCounterMode
 
     sys.path.insert(0, str(ROOT / "src"))
+    from speechfm.core.presets import load_pretrain
     from speechfm.launch import compose_config
-    from speechfm.pretrain import load_preset
 
-    model_cfg = compose_config(load_preset(preset)["fairseq"])["model"]
+    model_cfg = compose_config(load_pretrain(preset)["fairseq"])["model"]
     model = Wav2Vec2Model(OmegaConf.merge(OmegaConf.structured(Wav2Vec2Config), model_cfg))
     model.to(device)
     criterion = Wav2vecCriterion(None, infonce=True, loss_weights=[0.1, 10])

@@ -104,7 +104,7 @@ def start_service(models: Path, dtype: str, workdir: Path) -> tuple[subprocess.P
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     proc = subprocess.Popen(
         [sys.executable, "-m", "speechfm", "-q", "serve", "--port", str(port), "--models",
-         str(models), "--mlflow-uri", "none", "--preload", "base", "--dtype", dtype,
+         str(models), "--tracking-uri", "none", "--preload", "base", "--dtype", dtype,
          "--max-batch", "8", "--max-wait-ms", "20"],
         env=env, cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

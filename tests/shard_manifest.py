@@ -8,7 +8,7 @@ from pathlib import Path
 
 import soundfile as sf
 
-from speechfm.synth.labeled import read_split
+from speechfm.core.labeled import read_table
 
 
 def make_shard_manifest(demo: Path, out: Path, copies: int = 1) -> Path:
@@ -21,8 +21,7 @@ def make_shard_manifest(demo: Path, out: Path, copies: int = 1) -> Path:
     frames: dict[str, int] = {}
     with tarfile.open(shard, "w") as tar:
         for split in ("train", "valid"):
-            for row in read_split(demo / "labeled" / f"{split}.tsv"):
-                path = Path(row["path"])
+            for path, _ in read_table(demo / "labeled" / f"{split}.tsv"):
                 for copy in range(copies):
                     name = f"{split}/{copy}/{path.name}"
                     tar.add(str(path), arcname=name)

@@ -44,4 +44,10 @@ def test_definition(name: str) -> None:
     words = shlex.split(r.cmd)
     assert words[0] == "exec" and words[1 : 1 + len(entry)] == entry
     assert any("PATH=/opt/speechfm/.venv/bin" in e for e in r.environ)
+    # the image checks itself with the install tests, knowing what setup.sh installed in it
+    assert "tests" in copied
+    assert any(f'SPEECHFM_TORCH_INDEX="{torch_index}"' in e for e in r.environ)
+    assert any(f'SPEECHFM_SYSTEM_PACKAGES="{" ".join(system)}"' in e for e in r.environ)
+    section = (ROOT / "containers" / name).read_text().split("%test", 1)[1].split("\n%", 1)[0]
+    assert "pytest" in section and "tests/test_install.py" in section
 

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from benchmarks.dedup_scale import write_dataset
-from speechfm.constants import SAMPLE_RATE
+from speechfm.core import segment_index
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.fingerprint import FINGERPRINT_SUFFIX, fingerprint, read_sidecar
+from speechfm.core.segment import read_index
 from speechfm.dedup import DedupConfig, deduplicate
 from speechfm.dedup.search import bucket_edges, star_groups
-from speechfm.errors import SpeechfmError
-from speechfm.fingerprint import FINGERPRINT_SUFFIX, fingerprint, read_sidecar
-from speechfm.segment import read_index
 from speechfm.synth import SynthConfig, synthesize
 from tests.conftest import require, run_speechfm
 
@@ -77,6 +78,13 @@ def test_targets_on_the_demo_with_manifests_report_and_mlflow(prepared: Path, de
         abs=1e-3)
     for valid in sorted((prepared / "manifests").glob("valid*.tsv")):
         assert (out / "manifests" / valid.name).read_bytes() == valid.read_bytes()
+    # each manifest has its segment index, listing its rows (what the training tasks read)
+    for tsv in sorted((out / "manifests").glob("*.tsv")):
+        index = segment_index.open_index(tsv)
+        rows = lines(tsv)[1:]
+        assert index.rows == len(rows)
+        assert [":".join(map(str, index.entry(i))) for i in range(index.rows)] == [
+            r.split("\t")[0] for r in rows]
     assert sum(c["hours_removed"] for c in report["per_channel"].values()) == pytest.approx(
         report["hours_removed"], abs=1e-3)
     assert report["examples"] and (out / "report.png").stat().st_size > 1000

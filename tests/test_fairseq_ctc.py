@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from speechfm.errors import SpeechfmError
-from speechfm.fairseq_ctc import build_config, train
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.labeled import read_table
+from speechfm.core.presets import load_pretrain
+from speechfm.finetune.fairseq_ctc import build_config, train
 from speechfm.launch import FairseqJob, run_local, write_job
+from speechfm.launch.userdir import INDEXED_TASKS
 from speechfm.pretrain import build_config as pretrain_config
-from speechfm.pretrain import load_preset
-from speechfm.synth.labeled import read_split
 from tests.shard_manifest import make_shard_manifest
 
 TINY_CTC = {
@@ -31,6 +32,9 @@ TINY_CTC = {
 }
 
 
+FINETUNING_TASK = INDEXED_TASKS[1]
+
+
 def _letters(text: str) -> list[str]:
     words = re.sub(r"[^a-zåäö ]", "", text.lower()).split()
     return [c for w in words for c in [*w, "|"]]
@@ -41,13 +45,12 @@ def write_labeled(demo: Path, out: Path) -> Path:
     out.mkdir(parents=True)
     counts: Counter[str] = Counter()
     for split in ("train", "valid"):
-        rows = read_split(demo / "labeled" / f"{split}.tsv")
+        rows = read_table(demo / "labeled" / f"{split}.tsv")
         lines = [str(demo / "labeled")]
         letters = []
-        for row in rows:
-            lines.append(f"{Path(row['path']).relative_to(demo / 'labeled')}\t"
-                         f"{sf.info(row['path']).frames}")
-            letters.append(_letters(row["text"]))
+        for path, text in rows:
+            lines.append(f"{path.relative_to((demo / 'labeled').resolve())}\t{sf.info(path).frames}")
+            letters.append(_letters(text))
             counts.update(letters[-1])
         (out / f"{split}.tsv").write_text("\n".join(lines) + "\n")
         (out / f"{split}.ltr").write_text("\n".join(" ".join(x) for x in letters) + "\n")
@@ -59,25 +62,32 @@ def write_labeled(demo: Path, out: Path) -> Path:
 
 @pytest.mark.slow
 def test_ctc_fine_tuning_from_a_tiny_pretraining(small_demo: Path, tmp_path: Path) -> None:
+    """Both through the segment index (the tasks of the base/large/xlarge presets): tar-member
+    entries for pre-training, plain files for the labeled data."""
     import mlflow
     import torch
 
-    from speechfm.tracking import start_run
+    from speechfm.core.tracking import start_run
 
     manifest = make_shard_manifest(small_demo, tmp_path / "shards")
     pre = FairseqJob(save_dir=tmp_path / "pre", tracking_uri=f"sqlite:///{tmp_path / 'ml.db'}")
-    write_job(pre, pretrain_config(load_preset("tiny"), manifest, pre.save_dir, 1, True,
-                                   overrides=["optimization.max_update=2"]))
+    write_job(pre, pretrain_config(load_pretrain("tiny"), manifest, pre.save_dir, 1, True,
+                                   overrides=["optimization.max_update=2",
+                                              "task._name=speechfm_audio_pretraining"]))
     assert run_local(pre) == 0
+    assert "IndexedAudioPretrainingTask" in (pre.save_dir / "train.log").read_text()
     data = write_labeled(small_demo, tmp_path / "labeled")
     with pytest.raises(SpeechfmError, match="no such pre-trained checkpoint"):
         build_config(data, tmp_path / "ctc", TINY_CTC, tmp_path / "nope.pt")
 
     uri = f"sqlite:///{tmp_path / 'ml.db'}"
     with start_run("finetune-test", "ctc", uri=uri) as run:  # as the finetune verb opens it
-        best = train(data, tmp_path / "ctc", TINY_CTC, init=pre.save_dir / "checkpoint_last.pt",
-                     cpu=True, tracking_uri=uri, mlflow_run_id=run.info.run_id)
-    logged = mlflow.MlflowClient(uri).get_run(run.info.run_id).data
+        best = train(data, tmp_path / "ctc", TINY_CTC | {"task": {"_name": FINETUNING_TASK}},
+                     init=pre.save_dir / "checkpoint_last.pt", cpu=True, tracking_uri=uri,
+                     mlflow_run_id=run.run_id)
+    assert (data / "train.idx").is_dir() and (data / "valid.idx").is_dir()  # built at launch
+    assert "IndexedAudioFinetuningTask" in (tmp_path / "ctc" / "train.log").read_text()
+    logged = mlflow.MlflowClient(uri).get_run(run.run_id).data
     assert logged.params["model._name"] == "wav2vec_ctc" and "valid/wer" in logged.metrics
     assert "train_inner/loss" in logged.metrics
     assert best == (tmp_path / "ctc" / "checkpoint_best.pt").resolve() and best.exists()
@@ -94,17 +104,18 @@ def test_ctc_fine_tuning_from_a_tiny_pretraining(small_demo: Path, tmp_path: Pat
 
 
 def test_base_ctc_on_lumi_simulates_128_gpus_with_8_gcds(small_demo: Path, tmp_path: Path) -> None:
-    """The full-scale recipe as `finetune --backend fairseq --preset base --processes 8 --site
+    """The full-scale recipe as `finetune --backend fairseq --preset base --gpus 8 --site
     lumi` builds it: reference hyper-parameters, update_freq 128 / 8, one node of 8 GCDs."""
-    from speechfm.finetune import presets
-    from speechfm.launch.slurm import load_site, render_sbatch
-    from speechfm.pretrain.config import update_freq
+    from speechfm.core.presets import load_finetune
+    from speechfm.core.sites import load_site
+    from speechfm.launch.job import update_freq
+    from speechfm.launch.slurm import render_sbatch
 
-    preset = presets.load("base")
+    preset = load_finetune("base")
     assert preset["simulate_gpus"] == 128
     data = write_labeled(small_demo, tmp_path / "labeled")
     pre = FairseqJob(save_dir=tmp_path / "pre")
-    write_job(pre, pretrain_config(load_preset("tiny"), make_shard_manifest(
+    write_job(pre, pretrain_config(load_pretrain("tiny"), make_shard_manifest(
         small_demo, tmp_path / "shards"), pre.save_dir, 1, True,
         overrides=["optimization.max_update=1"]))
     assert run_local(pre) == 0

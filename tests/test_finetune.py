@@ -45,11 +45,16 @@ def test_transformers_backend_trains_saves_resumes_and_tracks(small_demo: Path,
     with torch.no_grad():
         logits = model(inputs.input_values).logits
     assert logits.shape[-1] == len(processor.tokenizer) == 32
-    assert isinstance(processor.batch_decode(logits.argmax(-1))[0], str)
+    assert torch.isfinite(logits).all()
     state = json.loads(max((out / "checkpoints").glob("checkpoint-*/trainer_state.json"))
                        .read_text())
     evals = [h for h in state["log_history"] if "eval_wer" in h]
     assert len(evals) == 2 and all(0 <= h["eval_cer"] for h in evals)
+    # it learns: a model whose weights do not move keeps its first loss (~11 here); measured
+    # 11.2 -> 5.6 (train) and 6.5 -> 4.9 (valid) in these 4 steps
+    losses = [h["loss"] for h in state["log_history"] if "loss" in h]
+    assert losses[-1] < 0.7 * losses[0]
+    assert evals[1]["eval_loss"] < 0.9 * evals[0]["eval_loss"]
     steps = state["global_step"]
 
     # MLflow: one run, params = the resolved preset, training and eval metrics from rank 0
@@ -66,6 +71,9 @@ def test_transformers_backend_trains_saves_resumes_and_tracks(small_demo: Path,
     assert "resuming from" in more.stderr
     state = json.loads(max((out / "checkpoints").glob("checkpoint-*/trainer_state.json"), key=lambda p: int(p.parent.name.split("-")[1])).read_text())
     assert state["global_step"] == steps * 3 // 2
+    # the resumed epoch continues from the trained weights: its loss is below the first epoch's
+    resumed = [h["loss"] for h in state["log_history"] if "loss" in h and h["step"] > steps]
+    assert resumed and max(resumed) < losses[0] * 0.7
 
 
 @pytest.mark.slow
@@ -73,7 +81,7 @@ def test_transformers_backend_with_two_torchrun_processes(small_demo: Path,
                                                           tmp_path: Path) -> None:
     out = tmp_path / "ft2"
     done = run_speechfm("finetune", "--labeled", small_demo / "labeled", "--out", out,
-                        "--processes", "2", "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}",
+                        "--gpus", "2", "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}",
                         "--set", "num_train_epochs=1", "--set", "per_device_train_batch_size=2")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "launching 2 workers" in done.stderr
@@ -131,9 +139,20 @@ def test_fairseq_backend_ends_in_the_same_artifact(small_demo: Path, tmp_path: P
     # the exported output layer is fairseq's dictionary: <s>(blank) <pad> </s> <unk> | letters
     assert model.config.vocab_size == len(processor.tokenizer) == 4 + 30
     assert processor.tokenizer.convert_ids_to_tokens(4) == "|"
+    # the exported model is the fine-tuned checkpoint (its CTC head and last layer, exactly;
+    # tests/test_export.py checks the whole conversion numerically)
+    fs = state["model"]
+    assert torch.equal(model.lm_head.weight, fs["w2v_encoder.proj.weight"])
+    last = len(model.wav2vec2.encoder.layers) - 1
+    assert torch.equal(model.wav2vec2.encoder.layers[last].feed_forward.output_dense.weight,
+                       fs[f"w2v_encoder.w2v_model.encoder.layers.{last}.fc2.weight"])
     with torch.no_grad():
-        logits = model(torch.zeros(1, 16000)).logits
-    assert isinstance(processor.batch_decode(logits.argmax(-1))[0], str)
+        assert torch.isfinite(model(torch.zeros(1, 16000)).logits).all()
+    # and it learned: fairseq's validation loss fell between its two validations (902 -> 771)
+    valid = [json.loads(line.split("| valid | ", 1)[1])["valid_loss"]
+             for line in (out / "fairseq" / "train.log").read_text().splitlines()
+             if "| valid | " in line]
+    assert len(valid) == 2 and float(valid[1]) < 0.95 * float(valid[0])
     (run,) = _mlflow_runs(db, "finetune")
     assert run.data.params["backend"] == "fairseq"
 

@@ -1,4 +1,4 @@
-"""Batched CTC inference (`speechfm.inference.ctc_logits`, used by `evaluate` and `serve`) gives
+"""Batched CTC inference (`speechfm.core.ctc.ctc_logits`, used by `evaluate` and `serve`) gives
 each clip the logits it gets alone, for group-norm (Base-like) and layer-norm (Large-like) models."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from speechfm.inference import ctc_logits
+from speechfm.core.ctc import ctc_logits
 
 
 def small_model(feat_extract_norm: str, stable: bool):

@@ -60,15 +60,15 @@ def reference_lur(model, utterances: list[torch.Tensor], steps: int):
 @pytest.fixture(scope="module")
 def test_tsv(small_demo: Path, tmp_path_factory) -> Path:
     """Three demo test utterances cut to 1.5 s (short keeps the reference affordable)."""
-    from speechfm.synth.labeled import read_split
+    from speechfm.core.labeled import read_table
 
     out = tmp_path_factory.mktemp("lurdata")
-    rows = read_split(small_demo / "labeled" / "test.tsv")[:3]
+    rows = read_table(small_demo / "labeled" / "test.tsv")[:3]
     lines = ["path\tseconds\tvoice\ttext"]
-    for i, row in enumerate(rows):
-        audio, rate = sf.read(row["path"], dtype="float32")
+    for i, (path, text) in enumerate(rows):
+        audio, rate = sf.read(path, dtype="float32")
         sf.write(out / f"u{i}.flac", audio[: int(1.5 * rate)], rate)
-        lines.append(f"u{i}.flac\t1.5\t{row['voice']}\t{row['text']}")
+        lines.append(f"u{i}.flac\t1.5\tdemo\t{text}")
     (out / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out / "test.tsv"
 
@@ -163,7 +163,7 @@ def test_cli_resume_report_mlflow_and_overlay(tiny_ctc_model_dir, test_tsv, tmp_
     out = tmp_path / "report"
     common = ["lur", "--model", str(tiny_ctc_model_dir), "--data", str(test_tsv), "--out", str(out),
               "--steps", str(STEPS), "--save-every", "1", "--tracking-uri", uri]
-    assert main([*common, "--limit", "1"]) == 0  # an interrupted analysis, in effect
+    assert main([*common, "--utterances", "1"]) == 0  # an interrupted analysis, in effect
     assert json.loads((out / "lur.json").read_text())["utterances"] == 1
     capsys.readouterr()
     assert main(common) == 2  # the saved state is not overwritten without --resume
@@ -240,7 +240,7 @@ def test_bad_input_is_one_clear_line(tiny_ctc_model_dir, tmp_path, capsys):
     bad.mkdir()
     (bad / "broken.flac").write_bytes(b"not audio at all")
     assert main([*args, "--model", str(tmp_path / "nope"), "--data", str(bad)]) == 2
-    assert "nope: not a transformers model folder" in capsys.readouterr().err
+    assert "nope: not a model folder" in capsys.readouterr().err
     assert main([*args, "--model", str(tiny_ctc_model_dir), "--data", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "broken.flac" in err and "cannot read audio" in err

@@ -64,7 +64,7 @@ def test_beam_search_with_the_lm_fixes_what_greedy_gets_wrong(tiny_ctc_model_dir
                                                               tmp_path: Path) -> None:
     from transformers import Wav2Vec2Processor
 
-    from speechfm.evaluate.lm import BeamDecoder
+    from speechfm.core.ctc import BeamDecoder
 
     processor = Wav2Vec2Processor.from_pretrained(str(tiny_ctc_model_dir))
     arpa = write_lm(CORPUS, tmp_path / "lm.arpa")

@@ -16,7 +16,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # one full dvc repro: minutes
 
 SMALLEST = {
     "demo": {"channels": 4, "days": 1, "hours_per_day": 1, "hour_seconds": 40, "train": 40,

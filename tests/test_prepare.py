@@ -18,16 +18,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechfm.constants import SAMPLE_RATE
-from speechfm.errors import SpeechfmError
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.manifest import read_manifest
+from speechfm.core.segment import read_index
+from speechfm.core.vad import cut
 from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import plan_units, unit_of
-from speechfm.prepare.manifests import read_manifest, split_valid
+from speechfm.prepare.manifests import split_valid
 from speechfm.prepare.pipeline import prepare
-from speechfm.prepare.vad import cut
 from speechfm.prepare.vadeval import evaluate
-from speechfm.segment import read_index
 from tests.conftest import ROOT, run_speechfm
+from tests.merge_reference import reference_merge
 
 
 def prepare_cli(archive: Path, out: Path, *extra: str) -> dict:
@@ -172,6 +174,57 @@ def test_units_by_period(tmp_path: Path) -> None:
     assert [u.key for u in plan_units(tmp_path, "month")] == ["radio/undated", "yle_tv1/2021-01"]
 
 
+def test_valid_split_is_by_source_file_and_equals_the_in_memory_reference(
+        prepared: Path, small_demo: Path) -> None:
+    """No broadcast hour on both sides; the streaming merge writes, byte for byte, what a plain
+    in-memory implementation of the same rules writes (statistics as before the split change)."""
+    source_of = {seg.manifest_path: seg.source for idx in (prepared / "shards").rglob(
+        "*.index.jsonl") for seg in read_index(idx)}
+    sides = {}
+    for name in ("train", "valid"):
+        _, rows = read_manifest(prepared / "manifests" / f"{name}.tsv")
+        sides[name] = {source_of[f"{s}:{o}:{n}"] for s, o, n, _ in rows}
+    assert sides["train"] and sides["valid"] and not sides["train"] & sides["valid"]
+    config = PrepareConfig()
+    expected = reference_merge(prepared, plan_units(small_demo / "archive", "month"), config)
+    assert {k for k in expected if k.startswith("manifests/")} == {
+        p.relative_to(prepared).as_posix() for p in (prepared / "manifests").glob("*.tsv")}
+    for name, data in expected.items():
+        assert (prepared / name).read_bytes() == data, name
+
+
+def test_indexed_dataset_returns_what_file_audio_dataset_returns(prepared: Path) -> None:
+    """Every entry of every demo manifest: the same tensors, sizes, order and batches; and the
+    index prepare wrote is the one built from the manifest's text."""
+    from fairseq.data import FileAudioDataset
+
+    from speechfm.core.segment_index import build_index, index_dir
+    from speechfm.launch.indexed_audio import IndexedAudioDataset
+
+    manifests = sorted((prepared / "manifests").glob("*.tsv"))
+    assert len(manifests) == 6
+    for tsv in manifests:
+        written = {p.name: p.read_bytes() for p in index_dir(tsv).iterdir()}
+        build_index(tsv)
+        assert {p.name: p.read_bytes() for p in index_dir(tsv).iterdir()} == written
+        for kw in ({}, {"normalize": True, "pad": True, "max_sample_size": 48000}):
+            ours = IndexedAudioDataset(str(tsv), SAMPLE_RATE, **kw)
+            theirs = FileAudioDataset(str(tsv), SAMPLE_RATE, **kw)
+            assert len(ours) == len(theirs) > 0
+            assert np.array_equal(ours.sizes, theirs.sizes)
+            for i in range(len(theirs)):
+                a, b = ours[i], theirs[i]
+                assert a["id"] == b["id"] and a["source"].dtype == b["source"].dtype
+                assert np.array_equal(a["source"].numpy(), b["source"].numpy())
+            np.random.seed(3)
+            order = theirs.ordered_indices()
+            np.random.seed(3)
+            assert np.array_equal(ours.ordered_indices(), order)
+            batches = ours.batch_by_size(order, max_tokens=400_000)
+            assert [b.tolist() for b in batches] == [
+                b.tolist() for b in theirs.batch_by_size(order, max_tokens=400_000)]
+
+
 def test_split_is_seeded_per_channel_and_by_hours() -> None:
     rng = np.random.default_rng(0)
     n = 200_000
@@ -287,7 +340,7 @@ def test_fairseq_reads_the_manifests(prepared: Path) -> None:
 
 
 def test_read_pipe_takes_everything_in_few_reads(tmp_path: Path) -> None:
-    from speechfm.prepare.decode import read_pipe
+    from speechfm.core.audio import read_pipe
 
     # a writer that trickles small chunks, as ffmpeg does, and more than the pipe holds
     code = ("import os, sys, time\n"

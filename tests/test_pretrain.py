@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.presets import load_pretrain
+from speechfm.core.sites import load_site
 from speechfm.launch import FairseqJob, compose_config
-from speechfm.launch.slurm import layout, load_site, render_sbatch
+from speechfm.launch.slurm import layout, render_sbatch
 from speechfm.launch.worker import expand_hostlist, rank_environment
-from speechfm.pretrain import build_config, load_preset
+from speechfm.pretrain import build_config
 from tests.conftest import ROOT, run_speechfm
 from tests.shard_manifest import make_shard_manifest
 
@@ -44,7 +46,7 @@ def test_preset_parameter_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     expected = {"tiny": (0.9e6, 1.1e6), "base": (93e6, 97e6), "large": (310e6, 325e6),
                 "xlarge": (0.94e9, 1.05e9)}
     for name, (low, high) in expected.items():
-        model_cfg = compose_config(load_preset(name)["fairseq"])["model"]
+        model_cfg = compose_config(load_pretrain(name)["fairseq"])["model"]
         cfg = OmegaConf.merge(OmegaConf.structured(wav2vec2.Wav2Vec2Config), model_cfg)
         with torch.device("meta"):
             model = wav2vec2.Wav2Vec2Model(cfg)
@@ -68,7 +70,7 @@ def test_preset_parameter_counts(monkeypatch: pytest.MonkeyPatch) -> None:
                 "model.attention_dropout": 0.0}),
 ])
 def test_presets_hold_the_reference_hyperparameters(name: str, values: dict) -> None:
-    cfg = compose_config(load_preset(name)["fairseq"])
+    cfg = compose_config(load_pretrain(name)["fairseq"])
     for key, value in values.items():
         section, field = key.split(".")
         assert cfg[section][field] == value, key
@@ -79,14 +81,14 @@ def test_presets_hold_the_reference_hyperparameters(name: str, values: dict) -> 
 
 
 def test_world_size_update_freq_and_overrides(manifest: Path, tmp_path: Path) -> None:
-    base = load_preset("base")
+    base = load_pretrain("base")
     cfg = build_config(base, manifest, tmp_path, gpus=8, cpu=False, overrides=["common.seed=7"])
     assert cfg["optimization"]["update_freq"] == [64]  # 512 reference GPUs simulated on 8
     assert cfg["distributed_training"]["distributed_world_size"] == 8
     assert cfg["distributed_training"]["distributed_backend"] == "nccl"
     assert cfg["common"]["seed"] == 7 and cfg["common"]["fp16"] is True
     assert cfg["task"]["data"] == str(manifest.resolve())
-    cpu = build_config(load_preset("tiny"), manifest, tmp_path, gpus=2, cpu=True)
+    cpu = build_config(load_pretrain("tiny"), manifest, tmp_path, gpus=2, cpu=True)
     assert cpu["distributed_training"]["distributed_backend"] == "gloo"
     assert cpu["distributed_training"]["distributed_init_method"] == "env://"
     assert cpu["common"]["fp16"] is False and cpu["optimization"]["update_freq"] == [1]
@@ -108,7 +110,7 @@ def test_bad_manifest_is_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "shards").mkdir()
     (tmp_path / "shards" / "a.tar").write_bytes(b"")
     with pytest.raises(SpeechfmError, match="missing valid.tsv"):
-        build_config(load_preset("tiny"), tmp_path, tmp_path / "run", gpus=1, cpu=True)
+        build_config(load_pretrain("tiny"), tmp_path, tmp_path / "run", gpus=1, cpu=True)
 
 
 def test_rendezvous_from_slurm_without_scontrol() -> None:

@@ -117,7 +117,7 @@ def service(tiny_ctc_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
     log = open(tmp / "server.log", "w")  # noqa: SIM115 - open for the server's whole life
     proc = subprocess.Popen(
         [sys.executable, "-m", "speechfm", "serve", "--port", str(port), "--models", str(models),
-         "--mlflow-uri", uri, "--reports", str(reports), "--token-file", str(token_file),
+         "--tracking-uri", uri, "--reports", str(reports), "--token-file", str(token_file),
          "--preload", "tiny", "--max-upload-mb", str(MAX_UPLOAD_BYTES / 1024 / 1024),
          "--max-seconds", str(MAX_SECONDS)],
         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp)

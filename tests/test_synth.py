@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import re
@@ -12,10 +13,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from speechfm.constants import GROUND_TRUTH_SUFFIX
-from speechfm.errors import SpeechfmError
+from speechfm.core.constants import GROUND_TRUTH_SUFFIX
+from speechfm.core.errors import SpeechfmError
 from speechfm.synth import SynthConfig, synthesize
-from speechfm.synth.labeled import read_split
 from speechfm.synth.text import load_sentences
 from tests.conftest import SMALL_DEMO, require
 
@@ -189,8 +189,15 @@ def test_programme_mixes_every_kind_of_sound() -> None:
     assert 0.3 < speech / 240 < 0.8
 
 
+def demo_rows(tsv: Path) -> list[dict]:
+    """The demo's labeled TSV as written (path, seconds, voice, text), paths made absolute."""
+    with tsv.open(encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    return [row | {"path": str(tsv.parent / row["path"])} for row in rows]
+
+
 def test_labeled_corpus_is_split_by_sentence(small_demo: Path) -> None:
-    splits = {s: read_split(small_demo / "labeled" / f"{s}.tsv") for s in ("train", "valid", "test")}
+    splits = {s: demo_rows(small_demo / "labeled" / f"{s}.tsv") for s in ("train", "valid", "test")}
     assert {s: len(r) for s, r in splits.items()} == SMALL_DEMO.labeled
     texts = {s: {r["text"] for r in rows} for s, rows in splits.items()}
     assert not texts["train"] & texts["test"]

@@ -8,9 +8,17 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.labeled import read_labeled, split_tables
+from speechfm.core.text import (
+    Normalizer,
+    TextConfig,
+    make_processor,
+    normalize,
+    to_letters,
+    write_vocab,
+)
 from speechfm.finetune import data
-from speechfm.text import Normalizer, TextConfig, make_processor, normalize, to_letters, write_vocab
 from tests.conftest import FINNISH_VOCAB
 
 
@@ -36,7 +44,7 @@ def test_vocabulary_matches_the_shared_model_fixture(tmp_path: Path) -> None:
 
 
 def test_prepare_demo_splits_for_both_backends(small_demo: Path, tmp_path: Path) -> None:
-    out = data.prepare(data.split_sources(small_demo / "labeled"), tmp_path / "data")
+    out = data.prepare(split_tables(small_demo / "labeled"), tmp_path / "data")
     for split in ("train", "valid", "test"):
         manifest = (out / f"{split}.tsv").read_text().splitlines()
         ltr = (out / f"{split}.ltr").read_text().splitlines()
@@ -56,7 +64,7 @@ def test_prepare_demo_splits_for_both_backends(small_demo: Path, tmp_path: Path)
 
 
 def test_prepare_csv_and_audio_folders(small_demo: Path, tmp_path: Path) -> None:
-    rows = data.read_source(small_demo / "labeled" / "train.tsv")
+    rows = read_labeled(small_demo / "labeled" / "train.tsv")
     folder = tmp_path / "folder"
     folder.mkdir()
     for i, (audio, text) in enumerate(rows[:3]):
@@ -69,11 +77,11 @@ def test_prepare_csv_and_audio_folders(small_demo: Path, tmp_path: Path) -> None
 
     (folder / "u9.flac").write_bytes(rows[0][0].read_bytes())
     with pytest.raises(SpeechfmError, match="no transcript"):
-        data.read_source(folder)
+        read_labeled(folder)
     bad = tmp_path / "bad.tsv"
     bad.write_text("file\ttranscript\nx.flac\thei\n")
-    with pytest.raises(SpeechfmError, match="missing column"):
-        data.read_source(bad)
+    with pytest.raises(SpeechfmError, match="neither a header naming 'path' and 'text'"):
+        read_labeled(bad)
     missing = tmp_path / "missing.tsv"
     missing.write_text("path\ttext\nnope.flac\thei\n")
     with pytest.raises(SpeechfmError, match="nope.flac"):

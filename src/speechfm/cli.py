@@ -13,7 +13,7 @@ import logging
 import sys
 
 from speechfm import __version__
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 # verb -> module; the order is the order of the recipe and of `speechfm --help`.
 COMMANDS: dict[str, str] = {

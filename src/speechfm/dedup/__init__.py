@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from speechfm.constants import MANIFESTS_DIR
+from speechfm.core import segment_index
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.manifest import MANIFESTS_DIR
 from speechfm.dedup.catalog import read_catalog
 from speechfm.dedup.config import DedupConfig
-from speechfm.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
 
@@ -38,26 +39,28 @@ def manifest_rows(path: Path) -> set[str]:
 
 
 def filter_manifest(src: Path, dst: Path, drop: set[str]) -> tuple[int, int]:
-    """Copy manifest `src` to `dst` (atomically) without the rows in `drop`; (rows in, rows out)."""
+    """Write manifest `src` to `dst` (atomically) without the rows in `drop`, with its segment
+    index (the rows kept of `src`'s index, built first if missing); (rows in, rows out)."""
     tmp = dst.with_name(dst.name + ".part")
-    rows = kept = 0
+    keep = []
     with open(src, encoding="utf-8") as f, open(tmp, "w", encoding="utf-8") as g:
         g.write(f.readline())
         for line in f:
-            if not line.strip():
-                continue
-            rows += 1
-            if line.split("\t", 1)[0] not in drop:
-                g.write(line)
-                kept += 1
+            if line.strip():  # rows as FileAudioDataset and the segment index count them
+                keep.append(line.split("\t", 1)[0] not in drop)
+                if keep[-1]:
+                    g.write(line)
     os.replace(tmp, dst)
-    return rows, kept
-
-
-def _copy(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".part")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    index = segment_index.open_index(src, build_missing=True)
+    rows = np.asarray(keep, dtype=bool)
+    if index.rows != len(rows):
+        raise SpeechfmError(f"the segment index has {index.rows} rows, the manifest {len(rows)}",
+                            path=index.folder, hint=segment_index.HINT)
+    path_ids = np.repeat(index.run_path, np.diff(np.r_[index.run_start, index.rows]))
+    paths = [index.path(i) for i in range(len(index.path_offsets) - 1)]
+    segment_index.write_index(dst, paths, path_ids, index.offsets, index.sizes, index.frames,
+                              rows=rows)
+    return len(rows), int(rows.sum())
 
 
 def deduplicate(prepared: Path, out: Path, config: DedupConfig,
@@ -97,11 +100,11 @@ def deduplicate(prepared: Path, out: Path, config: DedupConfig,
                             "train.tsv: the manifests are not those of these shards", path=src,
                             hint="run 'speechfm prepare' again to rewrite them")
     names = {p.name for p in src.glob("valid*.tsv")}
-    for stale in dst.glob("*.tsv"):
-        if stale.name != "train.tsv" and stale.name not in names:
-            stale.unlink()
-    for name in sorted(names):
-        _copy(src / name, dst / name)
+    for stale in [*dst.glob("*.tsv"), *dst.glob(f"*{segment_index.SUFFIX}")]:
+        if stale.with_suffix(".tsv").name not in names | {"train.tsv"}:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    for name in sorted(names):  # validation: the same rows, the same index
+        filter_manifest(src / name, dst / name, set())
     quality = None
     if archive is not None and found is not None:
         from speechfm.dedup.truth import evaluate, read_truth

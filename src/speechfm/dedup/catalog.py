@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from speechfm.constants import DONE_SUFFIX, INDEX_SUFFIX, SAMPLE_RATE, SHARDS_DIR
-from speechfm.errors import SpeechfmError
-from speechfm.fingerprint import FINGERPRINT_SUFFIX
+from speechfm.core.constants import DONE_SUFFIX, INDEX_SUFFIX, SAMPLE_RATE, SHARDS_DIR
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.fingerprint import FINGERPRINT_SUFFIX
 
 log = logging.getLogger(__name__)
 

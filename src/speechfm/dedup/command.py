@@ -20,6 +20,7 @@ def _bool(text: str) -> bool:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_tracking
     from speechfm.dedup.config import DedupConfig
 
     d = DedupConfig()
@@ -41,10 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keys-per-pass", type=int, default=d.keys_per_pass, dest="keys_per_pass",
                    help="keys sorted in memory at once, ~30 bytes each "
                         f"(default {d.keys_per_pass:,})")
-    p.add_argument("--experiment", default="dedup", help="MLflow experiment name")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db); "
-                        "'none' logs nothing")
+    add_tracking(p, experiment="dedup")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -55,17 +53,14 @@ def run(args: argparse.Namespace) -> int:
     config = DedupConfig(enabled=args.enabled, max_ber=args.max_ber,
                          min_overlap=args.min_overlap, min_votes=args.min_votes,
                          keys_per_pass=args.keys_per_pass)
+    from speechfm.core.tracking import start_run
+
     report = deduplicate(args.prepared, args.out, config, args.archive)
-    if args.tracking_uri != "none":
-        import mlflow
-
-        from speechfm.tracking import start_run
-
-        with start_run(args.experiment, run_name=args.out.name, params=config.to_dict(),
-                       tags={"stage": "dedup"}, uri=args.tracking_uri):
-            mlflow.log_metrics(metrics(report))
-            for name in (REPORT_JSON, REPORT_PNG):
-                mlflow.log_artifact(str(args.out / name))
+    with start_run(args.experiment, run_name=args.out.name, params=config.to_dict(),
+                   tags={"stage": "dedup"}, uri=args.tracking_uri) as run:
+        run.log_metrics(metrics(report))
+        for name in (REPORT_JSON, REPORT_PNG):
+            run.log_artifact(args.out / name)
     print(json.dumps({k: v for k, v in report.items() if k not in ("examples", "settings")},
                      indent=1))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 
 @dataclass(frozen=True)

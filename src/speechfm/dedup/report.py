@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from speechfm.constants import SAMPLE_RATE
+from speechfm.core.constants import SAMPLE_RATE
 from speechfm.dedup.catalog import Catalog
 from speechfm.dedup.config import DedupConfig
 

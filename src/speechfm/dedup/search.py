@@ -1,7 +1,7 @@
 """Near-duplicate search without comparing every pair: keys -> sorted buckets -> votes -> aligned
 comparison -> groups.
 
-1. Every key of every segment (`speechfm.fingerprint`) is streamed from the sidecars into hash
+1. Every key of every segment (`speechfm.core.fingerprint`) is streamed from the sidecars into hash
    partitions on disk, each small enough to sort in memory (`keys_per_pass`).
 2. In a partition sorted by (key, segment), segments sharing a key form a bucket; each member is
    paired with the bucket's earliest `fanout` members, with the offset between the two keys.
@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.fingerprint import DECIMATE, KEYS_PER_SECOND, read_sidecar
 from speechfm.dedup.catalog import Catalog
 from speechfm.dedup.config import DedupConfig
-from speechfm.errors import SpeechfmError
-from speechfm.fingerprint import DECIMATE, KEYS_PER_SECOND, read_sidecar
 
 log = logging.getLogger(__name__)
 

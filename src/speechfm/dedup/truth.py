@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from speechfm.constants import GROUND_TRUTH_SUFFIX
+from speechfm.core.constants import GROUND_TRUTH_SUFFIX
 from speechfm.dedup.catalog import Catalog
 
 NEAR_MISS_COVER = 0.5  # share of a segment a reused voice or bed must cover to count

@@ -12,6 +12,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_tracking
+
     p.add_argument("--model", type=Path, required=True,
                    help="transformers CTC model folder (finetune's model/ or an export)")
     p.add_argument("--test", action="append", required=True, metavar="[NAME=]PATH",
@@ -26,13 +28,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alpha", type=float, default=0.5, help="language model weight")
     p.add_argument("--beta", type=float, default=1.0, help="word insertion bonus")
     p.add_argument("--beam-width", type=int, default=50, help="beam width")
-    p.add_argument("--experiment", default="evaluate", help="MLflow experiment name")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    add_tracking(p, experiment="evaluate")
 
 
 def test_sets(items: list[str]) -> dict[str, Path]:
     """`NAME=PATH` or `PATH` (named after the file/folder stem) -> {name: path}."""
-    from speechfm.errors import SpeechfmError
+    from speechfm.core.errors import SpeechfmError
 
     sets: dict[str, Path] = {}
     for item in items:
@@ -48,11 +49,9 @@ def test_sets(items: list[str]) -> dict[str, Path]:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    import mlflow
-
+    from speechfm.core.text import FINNISH_ALPHABET, TextConfig
+    from speechfm.core.tracking import start_run
     from speechfm.evaluate.decode import evaluate
-    from speechfm.text import FINNISH_ALPHABET, TextConfig
-    from speechfm.tracking import start_run
 
     sets = test_sets(args.test)
     config = TextConfig(alphabet=args.alphabet or FINNISH_ALPHABET, extra=args.keep)
@@ -62,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if args.lm:
         params |= {"decoding": "beam", "lm": str(args.lm.resolve()), **lm_settings}
     with start_run(args.experiment, run_name=args.model.parent.name or args.model.name,
-                   params=params, tags={"stage": "evaluate"}, uri=args.tracking_uri):
+                   params=params, tags={"stage": "evaluate"}, uri=args.tracking_uri) as run:
         results = evaluate(args.model, sets, args.out, config, args.lm, lm_settings)
         for name, scores in results.items():
-            mlflow.log_metrics({f"{name}/{k}": float(v) for k, v in scores.items()})
-        mlflow.log_artifacts(str(args.out), artifact_path="evaluation")
+            run.log_metrics({f"{name}/{k}": float(v) for k, v in scores.items()})
+        run.log_artifacts(args.out, artifact_path="evaluation")
     print(json.dumps(results, indent=1))
     return 0

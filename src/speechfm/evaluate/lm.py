@@ -4,8 +4,8 @@
 interpolated absolute discounting: every order keeps `count - D` of each seen n-gram and gives the
 rest to the next lower order; the unigrams share theirs with a uniform distribution over the
 vocabulary and `<unk>`. Back-off weights are computed so that every context's distribution sums to
-one. `BeamDecoder` runs pyctcdecode's prefix beam search with that model through KenLM (both
-installed by `make setup`).
+one. Beam search with such a model is
+`speechfm.core.ctc.BeamDecoder` (pyctcdecode through KenLM).
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
-
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
@@ -111,39 +109,3 @@ def write_lm(sentences: list[str], out: Path, order: int = 3, discount: float = 
     tmp.write_text(build_arpa(sentences, order, discount), encoding="utf-8")
     tmp.replace(out)
     return out
-
-
-class BeamDecoder:
-    """CTC prefix beam search with a KenLM-loaded n-gram (pyctcdecode) for one processor's vocabulary."""
-
-    def __init__(self, processor, lm_path: Path, alpha: float = 0.5, beta: float = 1.0,
-                 beam_width: int = 50) -> None:
-        try:
-            import kenlm  # noqa: F401  (pyctcdecode silently decodes without an LM if it's missing)
-            from pyctcdecode import build_ctcdecoder
-        except ImportError as exc:
-            raise SpeechfmError(f"beam search needs pyctcdecode and kenlm: {exc}",
-                                hint="run 'make setup' (it installs both)") from exc
-        if not lm_path.is_file():
-            raise SpeechfmError("language model not found", path=lm_path,
-                                hint="build one with 'speechfm lm'")
-        tokenizer = processor.tokenizer
-        vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-        labels = []
-        for token, index in vocab:
-            if index == tokenizer.pad_token_id:
-                labels.append("")  # the CTC blank
-            elif token == tokenizer.word_delimiter_token:
-                labels.append(" ")
-            elif token == tokenizer.unk_token:
-                labels.append("⁇")
-            else:
-                labels.append(token)
-        self.decoder = build_ctcdecoder(labels, kenlm_model_path=str(lm_path), alpha=alpha,
-                                        beta=beta)
-        self.beam_width = beam_width
-
-    def __call__(self, log_probs: np.ndarray) -> str:
-        """Best transcript of one utterance's (frames x vocabulary) log-probabilities."""
-        text = self.decoder.decode(log_probs, beam_width=self.beam_width)
-        return " ".join(text.replace("⁇", "").split())

@@ -23,19 +23,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def sentences_of(path: Path) -> list[str]:
     """Raw sentences of a transcript table (its text column) or of a plain text file."""
-    from speechfm.errors import SpeechfmError
-    from speechfm.finetune.data import read_source
+    from speechfm.core.errors import SpeechfmError
+    from speechfm.core.labeled import read_table
 
     if not path.is_file():
         raise SpeechfmError("text not found", path=path)
     if path.suffix in (".tsv", ".csv"):
-        return [text for _, text in read_source(path)]
+        return [text for _, text in read_table(path)]
     return path.read_text(encoding="utf-8").splitlines()
 
 
 def run(args: argparse.Namespace) -> int:
+    from speechfm.core.text import FINNISH_ALPHABET, Normalizer, TextConfig
     from speechfm.evaluate.lm import write_lm
-    from speechfm.text import FINNISH_ALPHABET, Normalizer, TextConfig
 
     normalize = Normalizer(TextConfig(alphabet=args.alphabet or FINNISH_ALPHABET))
     sentences = [s for path in args.text for raw in sentences_of(path) if (s := normalize(raw))]

@@ -1,15 +1,14 @@
 """Labeled data -> the inputs both fine-tuning backends read.
 
-Accepted sources, per split: the demo's labeled TSV (columns path, seconds, voice, text), any
-TSV/CSV with `path` and `text` columns (paths relative to the file), or a directory of audio files
-each with a `.txt` transcript beside it. Written to one folder: fairseq's manifest
+Accepted sources, per split: any form `speechfm.core.labeled` reads (a `path<TAB>text` table with
+or without a header, a TSV/CSV with `path` and `text` columns, a folder of audio + `.txt`).
+Written to one folder: fairseq's manifest
 (`<split>.tsv`), letter targets (`<split>.ltr`), words (`<split>.wrd`), `dict.ltr.txt`, the
 transformers `vocab.json`, and `text_report.json` (characters dropped by normalisation).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -19,13 +18,14 @@ from pathlib import Path
 
 import soundfile as sf
 
-from speechfm.constants import SAMPLE_RATE
-from speechfm.errors import SpeechfmError
-from speechfm.text import Normalizer, TextConfig, to_letters, write_vocab
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.labeled import read_labeled
+from speechfm.core.manifest import write_manifest
+from speechfm.core.text import Normalizer, TextConfig, to_letters, write_vocab
 
 log = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".flac", ".wav", ".ogg")
 FAIRSEQ_DICT = "dict.ltr.txt"
 VOCAB_JSON = "vocab.json"
 REPORT_JSON = "text_report.json"
@@ -36,48 +36,6 @@ class Utterance:
     path: Path
     text: str
     frames: int
-
-
-def _rows_from_table(table: Path) -> list[tuple[Path, str]]:
-    delimiter = "\t" if table.suffix.lower() in (".tsv", ".txt") else ","
-    with table.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        missing = {"path", "text"} - set(reader.fieldnames or ())
-        if missing:
-            raise SpeechfmError(f"missing column(s) {sorted(missing)}", path=table,
-                                hint="a labeled table needs a header with 'path' and 'text'")
-        return [((table.parent / row["path"]).resolve(), row["text"] or "") for row in reader]
-
-
-def _rows_from_folder(folder: Path) -> list[tuple[Path, str]]:
-    rows = []
-    for audio in sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES):
-        txt = audio.with_suffix(".txt")
-        if not txt.exists():
-            raise SpeechfmError("audio file has no transcript beside it", path=audio,
-                                hint=f"write its text to {txt.name}")
-        rows.append((audio.resolve(), txt.read_text(encoding="utf-8")))
-    if not rows:
-        raise SpeechfmError("no audio files (.flac/.wav/.ogg) with .txt transcripts", path=folder)
-    return rows
-
-
-def read_source(source: Path) -> list[tuple[Path, str]]:
-    """(audio path, raw transcript) pairs of one split from a table or a folder of audio + .txt."""
-    if source.is_dir():
-        return _rows_from_folder(source)
-    if not source.exists():
-        raise SpeechfmError("labeled data not found", path=source)
-    return _rows_from_table(source)
-
-
-def split_sources(labeled: Path) -> dict[str, Path]:
-    """The split tables of a labeled folder laid out like the demo's (`train.tsv`, ...)."""
-    found = {p.stem: p for p in sorted(labeled.glob("*.tsv")) + sorted(labeled.glob("*.csv"))}
-    if "train" not in found:
-        raise SpeechfmError("no train.tsv/train.csv in the labeled folder", path=labeled,
-                            hint="or pass --train/--valid/--test tables or audio folders")
-    return found
 
 
 def _frames(path: Path) -> int:
@@ -100,7 +58,7 @@ def prepare(sources: dict[str, Path], out: Path, config: TextConfig | None = Non
     empty: dict[str, int] = {}
     for split, source in sources.items():
         utts = []
-        for audio, raw in read_source(source):
+        for audio, raw in read_labeled(source):
             text = normalizer(raw)
             if not text:
                 empty[split] = empty.get(split, 0) + 1
@@ -114,8 +72,8 @@ def prepare(sources: dict[str, Path], out: Path, config: TextConfig | None = Non
     if ":" in str(root):
         raise SpeechfmError("fairseq manifests cannot have ':' in their root folder", path=root)
     for split, utts in splits.items():
-        _write_lines(out / f"{split}.tsv", [str(root)] + [
-            f"{u.path.relative_to(root)}\t{u.frames}" for u in utts])
+        write_manifest(out / f"{split}.tsv", root,
+                       [f"{u.path.relative_to(root)}\t{u.frames}" for u in utts])
         _write_lines(out / f"{split}.ltr", [to_letters(u.text) for u in utts])
         _write_lines(out / f"{split}.wrd", [u.text for u in utts])
     counts = Counter(c for u in splits.get("train", []) for c in to_letters(u.text).split())

@@ -14,15 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import soundfile as sf
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, Wav2Vec2Config, Wav2Vec2ForCTC
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from speechfm.curves import trainer_curve, write_curve
-from speechfm.evaluate.scoring import error_rates
+from speechfm.core.audio import read_clip
+from speechfm.core.ctc import greedy_text
+from speechfm.core.curves import trainer_curve, write_curve
+from speechfm.core.scoring import error_rates
+from speechfm.core.text import make_processor
+from speechfm.core.tracking import Run
 from speechfm.finetune.data import VOCAB_JSON, Utterance, load_split
-from speechfm.text import make_processor
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class CTCDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         utt = self.utts[i]
-        audio, _ = sf.read(str(utt.path), dtype="float32")
+        audio = read_clip(utt.path)
         values = self.processor.feature_extractor(audio, sampling_rate=16000).input_values[0]
         return {"input_values": values, "labels": self.processor.tokenizer(utt.text).input_ids}
 
@@ -79,17 +81,18 @@ class CTCTrainer(Trainer):
 
 
 class MLflowMetrics(TrainerCallback):
-    """Logs every Trainer log (loss, lr, grad norm, eval WER/CER) to the active MLflow run."""
+    """Logs every Trainer log (loss, lr, grad norm, eval WER/CER) to the job's MLflow run."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs:
             return
-        import mlflow
-
         values = {k.replace("eval_", "eval/"): float(v) for k, v in logs.items()
                   if isinstance(v, (int, float)) and math.isfinite(v)}
-        if values and mlflow.active_run() is not None:
-            mlflow.log_metrics(values, step=state.global_step)
+        if values:
+            self.run.log_metrics(values, step=state.global_step)
 
 
 def build_model(init: Path | None, preset: dict[str, Any], processor) -> Wav2Vec2ForCTC:
@@ -122,8 +125,10 @@ def wants_normalized_input(init: Path | None) -> bool:
 
 
 def train(data: Path, out: Path, preset: dict[str, Any], init: Path | None = None,
-          overrides: dict[str, Any] | None = None, resume: bool = True) -> Path:
-    """Fine-tune on `data` (a prepared folder) and save model + processor to `out/model`."""
+          overrides: dict[str, Any] | None = None, resume: bool = True,
+          run: Run | None = None) -> Path:
+    """Fine-tune on `data` (a prepared folder) and save model + processor to `out/model`;
+    metrics go to `run` (an MLflow run of `speechfm.core.tracking`)."""
     processor = make_processor(data / VOCAB_JSON, do_normalize=wants_normalized_input(init))
     settings = dict(preset["transformers"]) | dict(overrides or {})
     freeze = settings.pop("freeze_feature_encoder", True)
@@ -146,16 +151,16 @@ def train(data: Path, out: Path, preset: dict[str, Any], init: Path | None = Non
         **settings)
 
     def metrics(pred) -> dict[str, float]:
-        ids = np.where(pred.predictions < 0, processor.tokenizer.pad_token_id, pred.predictions)
-        labels = np.where(pred.label_ids < 0, processor.tokenizer.pad_token_id, pred.label_ids)
-        hyps = processor.batch_decode(ids)
-        refs = processor.batch_decode(labels, group_tokens=False)
+        tokenizer = processor.tokenizer
+        hyps = [greedy_text(tokenizer, row) for row in pred.predictions]
+        labels = np.where(pred.label_ids < 0, tokenizer.pad_token_id, pred.label_ids)
+        refs = tokenizer.batch_decode(labels, group_tokens=False)
         return error_rates(refs, hyps)
 
     trainer = CTCTrainer(
         model=model, args=args, data_collator=CTCCollator(processor), train_dataset=train_set,
         eval_dataset=valid_set, processing_class=processor.feature_extractor,
-        compute_metrics=metrics, callbacks=[MLflowMetrics()],
+        compute_metrics=metrics, callbacks=[MLflowMetrics(run or Run(None))],
         preprocess_logits_for_metrics=lambda logits, labels: logits.argmax(-1))
     last = _last_checkpoint(out / CHECKPOINT_DIR) if resume else None
     if last:

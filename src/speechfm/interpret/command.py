@@ -13,6 +13,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_alias, add_tracking
+
     p.add_argument("--model", type=Path, required=True,
                    help="transformers wav2vec2 CTC model folder (model + processor)")
     p.add_argument("--data", type=Path, required=True,
@@ -28,23 +30,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "activations allow; lower it if memory runs out)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    p.add_argument("--limit", type=int, default=None,
-                   help="stop after this many utterances (continue later with --resume)")
+    p.add_argument("--utterances", type=int, default=None,
+                   help="analyse the first N utterances (continue later with a larger N and "
+                        "--resume); default: all")
+    add_alias(p, "--limit", "--utterances", dest="utterances", type=int)
     p.add_argument("--save-every", type=int, default=10,
                    help="save the running sums every N utterances")
     p.add_argument("--resume", action="store_true",
                    help="continue the analysis saved in the report folder")
-    p.add_argument("--experiment", default="lur", help="MLflow experiment")
-    p.add_argument("--tracking-uri", default=None,
-                   help="MLflow store (default $MLFLOW_TRACKING_URI or sqlite:///./mlflow.db)")
+    add_tracking(p, experiment="lur")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from speechfm.errors import SpeechfmError
+    from speechfm.core.errors import SpeechfmError
+    from speechfm.core.tracking import start_run
     from speechfm.interpret.lur import LurRun, analyse
-    from speechfm.tracking import start_run
 
     device = args.device
     if device == "auto":
@@ -56,21 +58,19 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("reports/lur") / args.model.resolve().name
     cfg = LurRun(model_dir=args.model, data=args.data, out=out, layers=args.layers,
                  steps=args.steps, method=args.method, chunk=args.chunk, device=device,
-                 dtype=args.dtype, save_every=args.save_every, limit=args.limit,
+                 dtype=args.dtype, save_every=args.save_every, limit=args.utterances,
                  resume=args.resume)
     report = analyse(cfg)
     params = {"model": report["model_path"], "data": report["data"],
               "utterances": report["utterances"], **report["settings"]}
     with start_run(args.experiment, run_name=f"lur-{report['model']}", params=params,
                    uri=args.tracking_uri) as mlrun:
-        import mlflow
-
         for layer, value in zip(report["layers"], report["lur"]):
-            mlflow.log_metric("lur", value, step=layer)
-        mlflow.log_metric("completeness_error_max", report["completeness_error"]["max"])
+            mlrun.log_metrics({"lur": value}, step=layer)
+        mlrun.log_metrics({"completeness_error_max": report["completeness_error"]["max"]})
         for name in ("lur.json", "lur.svg", "lur.png"):
-            mlflow.log_artifact(str(out / name))
-        run_id = mlrun.info.run_id
+            mlrun.log_artifact(out / name)
+        run_id = mlrun.run_id
     summary = {"report": str(out), "mlflow_run": run_id, "utterances": report["utterances"],
                "lur": dict(zip(report["layers"], [round(v, 2) for v in report["lur"]])),
                "completeness_error_max": report["completeness_error"]["max"]}

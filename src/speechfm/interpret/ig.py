@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left", "riemann_right")
 """Quadrature rules of the path integral (the names and rules of captum; captum's default first)."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 from speechfm.interpret import ig
 
 log = logging.getLogger(__name__)
@@ -171,14 +171,10 @@ class LurRun:
 
 def load_model(model_dir: Path, device: str, dtype: str) -> tuple[torch.nn.Module, object]:
     """A transformers wav2vec2 CTC model (eval mode, no parameter gradients) and its processor."""
-    from transformers import Wav2Vec2ForCTC, Wav2Vec2Processor
+    from speechfm.core.ctc import load_ctc_model
 
-    if not (model_dir / "config.json").is_file():
-        raise SpeechfmError("not a transformers model folder (no config.json)", path=model_dir,
-                            hint="pass the folder written by 'speechfm finetune' or save_pretrained")
     try:
-        model = Wav2Vec2ForCTC.from_pretrained(model_dir)
-        processor = Wav2Vec2Processor.from_pretrained(model_dir)
+        model, processor = load_ctc_model(model_dir)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SpeechfmError(f"cannot load a wav2vec2 CTC model and processor: {exc}",
                             path=model_dir) from exc

@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 
 def read_report(path: Path) -> dict:

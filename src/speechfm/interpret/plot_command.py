@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechfm.errors import SpeechfmError
+    from speechfm.core.errors import SpeechfmError
     from speechfm.interpret.plot import plot_reports, read_report
 
     if args.labels and len(args.labels) != len(args.reports):

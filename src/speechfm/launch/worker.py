@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from speechfm.core.tracking import Run, enabled, start_run
 from speechfm.launch.job import FairseqJob, read_job
 
 log = logging.getLogger("speechfm.launch.worker")
@@ -183,42 +184,39 @@ RUN_ID_NAME = "mlflow_run_id"
 
 
 @contextlib.contextmanager
-def mlflow_run(job: FairseqJob, config: dict[str, Any]) -> Iterator[Any]:
-    """One MLflow run per job: created on the first start, continued when the job resumes."""
-    import mlflow
+def mlflow_run(job: FairseqJob, config: dict[str, Any]) -> Iterator[Run]:
+    """One MLflow run per job: created on the first start, continued when the job resumes (or a
+    run its caller opened, e.g. the fine-tuning CLI); a job with tracking `none` records nothing."""
     from mlflow.exceptions import MlflowException
 
-    from speechfm.tracking import flatten, start_run, tracking_uri
-
     id_file = job.save_dir / RUN_ID_NAME
-    if id_file.exists():  # a resumed job, or a run its caller opened (fine-tuning CLI)
-        mlflow.set_tracking_uri(tracking_uri(job.tracking_uri or None))
-        with mlflow.start_run(run_id=id_file.read_text().strip()) as run:
-            log.info("continuing MLflow run %s", run.info.run_id)
+    uri = job.tracking_uri or None
+    if not enabled(uri):
+        yield Run(None)
+        return
+    if id_file.exists():
+        with start_run(job.experiment, uri=uri, run_id=id_file.read_text().strip()) as run:
+            log.info("continuing MLflow run %s", run.run_id)
             try:
-                items = list(flatten(config).items())
-                for i in range(0, len(items), 100):
-                    mlflow.log_params(dict(items[i : i + 100]))
+                run.log_params(config)
             except MlflowException as exc:  # a value changed on resume
                 log.warning("MLflow params kept from the first start: %s", str(exc)[:200])
-            mlflow.log_artifact(str(job.config_path))
+            run.log_artifact(job.config_path)
             yield run
     else:
         tags = {"speechfm.stage": job.stage, "speechfm.save_dir": str(job.save_dir)}
         with start_run(job.experiment, job.run_name or job.save_dir.name, params=config,
-                       tags=tags, uri=job.tracking_uri or None) as run:
-            id_file.write_text(run.info.run_id + "\n", encoding="utf-8")
-            mlflow.log_artifact(str(job.config_path))
+                       tags=tags, uri=uri) as run:
+            id_file.write_text(f"{run.run_id}\n", encoding="utf-8")
+            run.log_artifact(job.config_path)
             yield run
 
 
-def _log_checkpoints(job: FairseqJob) -> None:
-    import mlflow
-
+def _log_checkpoints(job: FairseqJob, run: Run) -> None:
     listing = {"save_dir": str(job.save_dir.resolve()),
                "checkpoints": sorted(p.name for p in job.save_dir.glob("checkpoint*.pt"))}
-    mlflow.log_dict(listing, "checkpoints.json")
-    mlflow.set_tag("speechfm.checkpoint_dir", listing["save_dir"])
+    run.log_dict(listing, "checkpoints.json")
+    run.set_tag("speechfm.checkpoint_dir", listing["save_dir"])
 
 
 def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
@@ -230,6 +228,10 @@ def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
         return 2
 
     apply_torch_fixes(job.cpu)
+    from speechfm.launch import userdir
+
+    userdir.register()  # also for checkpoints whose w2v_args name a speechfm task
+    config = userdir.with_user_dir(config)  # this installation's plugin, e.g. in a container
     import fairseq_cli.train as fairseq_train  # configures fairseq's logging to stdout
     from fairseq.distributed import utils as dist_utils
     from omegaconf import OmegaConf
@@ -249,12 +251,13 @@ def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
     if rank != 0:
         dist_utils.call_main(cfg, fairseq_train.main)
         return 0
-    _install_mlflow_progress()
-    with mlflow_run(job, config):
+    with mlflow_run(job, config) as run:
+        if run:
+            _install_mlflow_progress()
         try:
             dist_utils.call_main(cfg, fairseq_train.main)
         finally:
-            _log_checkpoints(job)
+            _log_checkpoints(job, run)
     return 0
 
 

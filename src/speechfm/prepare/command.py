@@ -36,22 +36,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from speechfm.core.sites import load_site
     from speechfm.prepare.config import PrepareConfig
     from speechfm.prepare.pipeline import prepare
-    from speechfm.prepare.site import load_site
 
-    site = load_site(args.site)
-    settings = dict(site.get("config", {}))
+    site = load_site(args.site).prepare
+    settings = dict(site.config)
     for key in ("unit", "vad", "webrtc_aggressiveness", "valid_hours", "seed", "fingerprint"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     config = PrepareConfig.from_dict(settings, source=args.site)
-    workers = args.workers or int(site.get("workers", 1))
+    workers = args.workers or site.workers
     build = None
-    if args.slurm or site.get("executor") == "slurm":
+    if args.slurm or site.executor == "slurm":
         from speechfm.prepare.slurm import slurm_builder
 
-        build = slurm_builder(site.get("slurm", {}), args.out)
+        build = slurm_builder(site.slurm)
     summary = prepare(args.archive, args.out, config, workers=workers, build=build)
     _vad_quality(args.archive, args.out)
     for r in summary["rejects"]:
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
 def _vad_quality(archive: Path, out: Path) -> None:
     """With ground truth beside the sources (the demo archive), score the VAD into
     OUT/vad_quality.json (a DVC metric); real archives have none and get no file."""
-    from speechfm.constants import GROUND_TRUTH_SUFFIX
+    from speechfm.core.constants import GROUND_TRUTH_SUFFIX
 
     if next(archive.rglob(f"*{GROUND_TRUTH_SUFFIX}"), None) is None:
         return

@@ -13,9 +13,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from speechfm.constants import SAMPLE_RATE
-from speechfm.errors import SpeechfmError, require_tool
-from speechfm.prepare.decode import summarize_errors
+from speechfm.core.audio import summarize_errors
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.errors import SpeechfmError, require_tool
 from speechfm.prepare.discover import find_media
 
 REJECTS_FILE = "rejects.jsonl"

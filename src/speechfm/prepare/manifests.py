@@ -1,34 +1,32 @@
 """fairseq manifests from completed units: a seeded O(n) train/valid split by hours per channel,
-`train.tsv`, `valid.tsv` (all channels) and `valid_<channel>.tsv`."""
+drawn by source file (broadcast hour) so that neighbouring segments of one programme never land on
+both sides; `train.tsv`, `valid.tsv` (all channels), `valid_<channel>.tsv`, each with its
+memory-mapped segment index (`<name>.idx/`, `speechfm.core.segment_index`) for training at scale."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import zlib
 from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
-from speechfm.constants import MANIFESTS_DIR, SAMPLE_RATE
-from speechfm.errors import SpeechfmError
-from speechfm.segment import Segment
-
-
-def check_root(out: Path) -> Path:
-    """The absolute output root; fairseq splits manifest paths on ':', so it must not hold one."""
-    root = out.resolve()
-    if ":" in str(root):
-        raise SpeechfmError("the output path contains ':', which fairseq's manifests cannot hold",
-                            path=root, hint="choose an output folder without ':'")
-    return root
+from speechfm.core import segment_index
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.manifest import MANIFESTS_DIR, check_root
+from speechfm.prepare.columns import SegmentColumns
 
 
 def split_valid(channels: Sequence[str], frames: np.ndarray, valid_hours: float,
                 valid_share: float, seed: int) -> np.ndarray:
-    """Boolean mask of validation rows: per channel, rows in a seeded random order until
-    `min(valid_hours, valid_share x channel hours)` is reached (at least one row when the channel
-    has two or more). One permutation and one cumulative sum per channel: O(n)."""
+    """Boolean mask of validation items (source files: `channels[i]` and `frames[i]` of source i):
+    per channel, items in a seeded random order until `min(valid_hours, valid_share x channel
+    hours)` is reached (at least one item when the channel has two or more, never all of them).
+    One permutation and one cumulative sum per channel: O(n)."""
     mask = np.zeros(len(frames), dtype=bool)
     lookup: dict[str, int] = {}
     codes = np.fromiter((lookup.setdefault(c, len(lookup)) for c in channels), dtype=np.int64,
@@ -51,53 +49,83 @@ def split_valid(channels: Sequence[str], frames: np.ndarray, valid_hours: float,
     return mask
 
 
-def _write(path: Path, root: Path, lines: list[str]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"{root}\n")
-        if lines:
-            f.write("\n".join(lines))
-            f.write("\n")
-    os.replace(tmp, path)
+def valid_rows(cols: SegmentColumns, valid_hours: float, valid_share: float,
+               seed: int) -> np.ndarray:
+    """Boolean mask of the validation segments: whole source files drawn by `split_valid`."""
+    per_source = np.zeros(len(cols.sources), dtype=np.int64)
+    for a in range(0, len(cols), segment_index.CHUNK):  # exact integer sums, little memory
+        part = slice(a, a + segment_index.CHUNK)
+        per_source += np.bincount(cols.source[part], weights=cols.frames[part],
+                                  minlength=len(cols.sources)).astype(np.int64)
+    chosen = split_valid(cols.source_channel, per_source, valid_hours, valid_share, seed)
+    return chosen[cols.source]
 
 
-def write_manifests(out: Path, segments: list[Segment], valid_hours: float, valid_share: float,
+LINES_PER_WRITE = 100_000
+
+
+def _lines(cols: SegmentColumns, rows: np.ndarray) -> str:
+    """Manifest lines (`shard:offset:size<TAB>frames`) of the given rows."""
+    shards = cols.shards
+    return "".join(f"{shards[c]}:{o}:{s}\t{f}\n" for c, o, s, f in zip(
+        cols.shard[rows].tolist(), cols.offset[rows].tolist(), cols.size[rows].tolist(),
+        cols.frames[rows].tolist()))
+
+
+def write_manifests(out: Path, cols: SegmentColumns, valid_hours: float, valid_share: float,
                     seed: int) -> dict[str, int]:
-    """Write the manifests of `segments` (in shard order) under OUT/manifests; returns row counts."""
+    """Write the manifests of `cols` (in shard order) under OUT/manifests, streaming, with their
+    segment indexes; returns row counts."""
     root = check_root(out)
     folder = out / MANIFESTS_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    frames = np.fromiter((s.frames for s in segments), dtype=np.int64, count=len(segments))
-    valid = split_valid([s.channel for s in segments], frames, valid_hours, valid_share, seed)
-    train: list[str] = []
-    per_channel: dict[str, list[str]] = {name: [] for name in sorted({s.channel for s in segments})}
-    for seg, is_valid in zip(segments, valid.tolist()):
-        line = seg.manifest_line()
-        (per_channel[seg.channel] if is_valid else train).append(line)
-    _write(folder / "train.tsv", root, train)
-    _write(folder / "valid.tsv", root, [ln for name in per_channel for ln in per_channel[name]])
-    for stale in folder.glob("valid_*.tsv"):
-        stale.unlink()
-    counts = {"train": len(train), "valid": int(valid.sum())}
-    for name, rows in per_channel.items():
-        _write(folder / f"valid_{name}.tsv", root, rows)
-        counts[f"valid_{name}"] = len(rows)
+    valid = valid_rows(cols, valid_hours, valid_share, seed)
+    for stale in [*folder.glob("valid_*.tsv"), *folder.glob(f"valid_*{segment_index.SUFFIX}")]:
+        shutil.rmtree(stale) if stale.is_dir() else stale.unlink()
+    bounds = cols.unit_rows.tolist()
+    unit_channel = [ch if bounds[u + 1] > bounds[u] else None for u, ch in enumerate(cols.channels)]
+    with ExitStack() as stack:
+        def open_part(name: str) -> TextIO:
+            f = stack.enter_context(open(folder / f"{name}.tsv.part", "w", encoding="utf-8"))
+            f.write(f"{root}\n")
+            return f
+
+        train, all_valid = open_part("train"), open_part("valid")
+        channel_file, channel = None, None
+        for u, ch in enumerate(unit_channel):
+            if ch is None:
+                continue
+            if ch != channel:
+                channel_file, channel = open_part(f"valid_{ch}"), ch
+            lo, hi = bounds[u], bounds[u + 1]
+            for a in range(lo, hi, LINES_PER_WRITE):
+                rows = np.arange(a, min(hi, a + LINES_PER_WRITE))
+                is_valid = valid[rows]
+                train.write(_lines(cols, rows[~is_valid]))
+                text = _lines(cols, rows[is_valid])
+                all_valid.write(text)
+                channel_file.write(text)
+    names = ["train", "valid", *sorted({f"valid_{ch}" for ch in unit_channel if ch is not None})]
+    counts = {}
+    for name in names:
+        tsv = folder / f"{name}.tsv"
+        os.replace(folder / f"{name}.tsv.part", tsv)
+        if name == "train":
+            rows = ~valid
+        elif name == "valid":
+            rows = valid
+        else:
+            rows = valid & _channel_rows(cols, unit_channel, name.removeprefix("valid_"))
+        segment_index.write_index(tsv, cols.shards, cols.shard, cols.offset, cols.size,
+                                  cols.frames, rows=rows)
+        counts[name] = int(rows.sum())
     return counts
 
 
-def read_manifest(path: Path) -> tuple[Path, list[tuple[str, int, int, int]]]:
-    """(root, [(shard, offset, size, frames)]) of a fairseq manifest, parsed as fairseq does."""
-    with open(path, encoding="utf-8") as f:
-        root = Path(f.readline().strip())
-        rows = []
-        for n, line in enumerate(f, start=2):
-            if not line.strip():
-                continue
-            try:
-                spec, frames = line.rstrip("\n").split("\t")
-                shard, offset, size = spec.rsplit(":", 2)
-                rows.append((shard, int(offset), int(size), int(frames)))
-            except ValueError:
-                raise SpeechfmError(f"line {n} is not 'shard:offset:size<TAB>frames'",
-                                    path=path) from None
-    return root, rows
+def _channel_rows(cols: SegmentColumns, unit_channel: list[str | None], channel: str
+                  ) -> np.ndarray:
+    mask = np.zeros(len(cols), dtype=bool)
+    for u, ch in enumerate(unit_channel):
+        if ch == channel:
+            mask[int(cols.unit_rows[u]):int(cols.unit_rows[u + 1])] = True
+    return mask

@@ -8,9 +8,9 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
+from speechfm.core.sites import PrepareSlurm
 from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import Unit
 from speechfm.prepare.units import process_unit
@@ -46,13 +46,12 @@ def _import_submitit():
     return submitit
 
 
-def slurm_builder(site: dict[str, Any], out: Path
-                  ) -> Callable[[Path, Path, list[Unit], PrepareConfig], None]:
+def slurm_builder(site: PrepareSlurm) -> Callable[[Path, Path, list[Unit], PrepareConfig], None]:
     """A `build` function for `prepare` that runs units as a Slurm array. `site` is the site
     file's `prepare.slurm` section: `units_per_task` and `executor` (submitit SlurmExecutor
     parameters: partition, time, cpus_per_task, mem, array_parallelism, setup, ...)."""
-    per_task = int(site.get("units_per_task", 1))
-    params = dict(site.get("executor", {}))
+    per_task = site.units_per_task
+    params = dict(site.executor)
 
     def build(archive: Path, out_: Path, units: list[Unit], config: PrepareConfig) -> None:
         submitit = _import_submitit()

@@ -5,11 +5,16 @@ On disk, for unit `2021-01` of channel `yle_tv1` (relative to the output root):
 `shards/yle_tv1/2021-01.tar` (+ `_1.tar`, `_2.tar` when over the size cap), each with
 `<shard>.index.jsonl` and (unless fingerprints are off) `<shard>.fp.npz`, the segments'
 fingerprints for `dedup`, and `shards/yle_tv1/2021-01.done.json` written last. A unit without its
-done-marker is incomplete: everything of it is deleted and rebuilt.
+done-marker is incomplete: everything of it is deleted and rebuilt. A builder holds the unit's
+lock (`2021-01.lock`) from its first deletion to its marker, so two builders of one unit (a re-run
+while old Slurm array tasks still run) take turns; the second finds the unit done.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -17,19 +22,21 @@ import logging
 import os
 import re
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechfm.constants import DONE_SUFFIX, INDEX_SUFFIX, SAMPLE_RATE, SHARD_SUFFIX, SHARDS_DIR
-from speechfm.fingerprint import FINGERPRINT_SUFFIX, Fingerprint, fingerprint, write_sidecar
+from speechfm.core.audio import decode
+from speechfm.core.constants import DONE_SUFFIX, INDEX_SUFFIX, SAMPLE_RATE, SHARD_SUFFIX, SHARDS_DIR
+from speechfm.core.fingerprint import FINGERPRINT_SUFFIX, Fingerprint, fingerprint, write_sidecar
+from speechfm.core.segment import Segment, write_index
 from speechfm.prepare.config import PrepareConfig
-from speechfm.prepare.decode import decode
 from speechfm.prepare.discover import Unit
-from speechfm.segment import Segment, write_index
 
 log = logging.getLogger(__name__)
 
+LOCK_SUFFIX = ".lock"
 PART = ".part"
 TS_PACKET = 188  # bytes per MPEG-TS packet: a .ts of another size was cut short
 
@@ -49,6 +56,44 @@ def read_done(out: Path, unit: Unit) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError):
         return None
+
+
+# --- per-unit lock (issue 14: two builders, one unit) ------------------------------------------
+NO_LOCKS = (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP)
+"""What a file system without (coherent) POSIX locks answers, e.g. Lustre mounted `noflock`."""
+
+
+@contextlib.contextmanager
+def unit_lock(out: Path, unit: Unit) -> Iterator[None]:
+    """Hold the unit's POSIX record lock (`fcntl.lockf` on `<unit>.lock`) while building it.
+
+    POSIX locks are the kind that NFS (lockd / v4) and Lustre (mounted with `flock`) keep
+    coherent across nodes, and the kernel or the lock manager drops them when the holder dies, so
+    a killed builder leaves no stale lock. The lock file stays (empty): deleting it would race."""
+    path = unit_dir(out, unit) / f"{unit.name}{LOCK_SUFFIX}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in NO_LOCKS:
+                log.warning("%s: this file system refuses locks (%s); two builders of unit %s "
+                            "at once could corrupt it", path, exc.strerror, unit.key)
+            elif exc.errno in (errno.EACCES, errno.EAGAIN):
+                log.info("unit %s is being built by another process; waiting for %s",
+                         unit.key, path)
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+            else:
+                raise
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def is_done(record: dict[str, Any] | None, unit: Unit, config: PrepareConfig) -> bool:
+    """Whether a completion record is this unit's, built from the same files and settings."""
+    return (record is not None and record["files"] == list(unit.files)
+            and config.recorded_settings(record["config"]) == config.unit_settings())
 
 
 def remove_unit(out: Path, unit: Unit) -> None:
@@ -162,11 +207,29 @@ def member_name(source: str, start: int, end: int) -> str:
 
 
 def process_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) -> dict[str, Any]:
-    """Build one unit from scratch and publish it; returns its completion record."""
-    from speechfm.prepare.vad import segments_of
-
+    """Build one unit from scratch and publish it, under its lock; returns its completion record
+    (the one found, when another builder completed the same unit meanwhile)."""
     folder = unit_dir(out, unit)
     folder.mkdir(parents=True, exist_ok=True)
+    with unit_lock(out, unit):
+        done = read_done(out, unit)
+        if is_done(done, unit, config):
+            log.info("unit %s was completed by another builder; kept", unit.key)
+            return done
+        return _build_unit(archive, out, unit, config)
+
+
+def _build_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) -> dict[str, Any]:
+    """Build one unit (its lock held). A builder uses one core (prepare runs one per core, or one
+    per Slurm task): with the silero VAD it sets torch's intra-op threads to 1 in this process."""
+    from speechfm.core.vad import segments_of
+
+    if config.vad == "silero":
+        import torch
+
+        torch.set_num_threads(1)
+
+    folder = unit_dir(out, unit)
     remove_unit(out, unit)
     writer = _ShardWriter(folder, unit.name, unit.channel, config.shard_max_bytes)
     files, rejects = [], []
@@ -190,7 +253,7 @@ def process_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) ->
         if decoded.error:
             rejects.append({"source": source, "reason": decoded.error, "action": "kept-decoded-part"})
             log.warning("%s: decoded with errors, kept what decoded: %s", source, decoded.error)
-        pieces, dropped = segments_of(samples, config)
+        pieces, dropped = segments_of(samples, config.vad_config)
         kept = 0
         for a, b in pieces:
             fp = fingerprint(samples[a:b]) if config.fingerprint else None  # for `dedup`

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speechfm.constants import GROUND_TRUTH_SUFFIX, INDEX_SUFFIX
-from speechfm.segment import read_index
+from speechfm.core.constants import GROUND_TRUTH_SUFFIX, INDEX_SUFFIX
+from speechfm.core.segment import read_index
 
 FRAME = 0.01  # seconds per evaluation frame
 

@@ -1,5 +1,5 @@
-"""Stage 2: wav2vec 2.0 pre-training with fairseq from the tar-shard manifests of `prepare`."""
+"""Stage: wav2vec 2.0 pre-training with fairseq from the tar-shard manifests of `prepare`."""
 
-from speechfm.pretrain.config import PRESETS, build_config, load_preset
+from speechfm.pretrain.config import build_config
 
-__all__ = ["PRESETS", "build_config", "load_preset"]
+__all__ = ["build_config"]

@@ -12,6 +12,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_gpus, add_set, add_tracking
+
     parser.add_argument("--preset", default="base",
                         help="tiny, base, large, xlarge or a preset YAML file (default: base)")
     parser.add_argument("--manifest", type=Path, required=True,
@@ -19,8 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None,
                         help="run directory: checkpoints, config.yaml, train.log "
                              "(default: runs/pretrain-PRESET)")
-    parser.add_argument("--gpus", type=int, default=1,
-                        help="ranks: GPUs, or CPU processes with --cpu (default: 1)")
+    add_gpus(parser)
     parser.add_argument("--simulate-gpus", type=int, default=None,
                         help="keep the effective batch of this many GPUs (update_freq = N / gpus; "
                              "default: the preset's reference, 512 for base/large/xlarge)")
@@ -33,31 +34,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wait", action="store_true", help="slurm: wait until the job ended")
     parser.add_argument("--dry-run", action="store_true",
                         help="write config.yaml (and job.sbatch) but start nothing")
-    parser.add_argument("--experiment", default="pretrain", help="MLflow experiment")
     parser.add_argument("--run-name", default=None, help="MLflow run name (default: --out's name)")
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or ./mlflow.db)")
-    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                        help="fairseq config overrides, e.g. optimization.max_update=20")
+    add_tracking(parser, experiment="pretrain")
+    add_set(parser, "optimization.max_update=20 (any fairseq config key)")
+    parser.add_argument("old_overrides", nargs="*", metavar="KEY=VALUE", help=argparse.SUPPRESS)
+
+
+def overrides_of(args: argparse.Namespace) -> list[str]:
+    """fairseq `section.key=value` overrides: `--set` ones, then the deprecated positional ones."""
+    from speechfm.core.cliargs import warn_deprecated
+
+    if args.old_overrides:
+        warn_deprecated("positional KEY=VALUE overrides", "--set KEY=VALUE")
+    return [*args.overrides, *args.old_overrides]
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechfm.errors import SpeechfmError
+    from speechfm.core.errors import SpeechfmError
+    from speechfm.core.presets import load_pretrain
+    from speechfm.core.sites import load_site
+    from speechfm.core.tracking import tracking_uri
     from speechfm.launch import FairseqJob, run_local, write_job
-    from speechfm.launch.slurm import load_site, render_sbatch, submit
-    from speechfm.pretrain.config import build_config, load_preset
-    from speechfm.tracking import tracking_uri
+    from speechfm.launch.slurm import render_sbatch, submit
+    from speechfm.pretrain.config import build_config
 
     site = load_site(args.site)
-    executor = args.executor or site["executor"]
-    if executor == "slurm" and site["executor"] != "slurm":
-        raise SpeechfmError(f"site '{site['name']}' has no Slurm settings",
+    executor = args.executor or site.train.executor
+    if executor == "slurm" and site.train.executor != "slurm":
+        raise SpeechfmError(f"site '{site.name}' has no Slurm settings",
                             hint="use --site local-slurm, --site lumi or your own site file")
     cpu = args.cpu or _no_gpu(site if executor == "slurm" else None)
-    preset = load_preset(args.preset)
+    preset = load_pretrain(args.preset)
     save_dir = (args.out or Path("runs") / f"pretrain-{Path(args.preset).stem}").resolve()
     config = build_config(preset, args.manifest, save_dir, args.gpus, cpu, args.simulate_gpus,
-                          args.overrides)
+                          overrides_of(args))
     job = FairseqJob(save_dir=save_dir, world_size=args.gpus, cpu=cpu,
                      experiment=args.experiment, run_name=args.run_name or save_dir.name,
                      tracking_uri=tracking_uri(args.tracking_uri), stage="pretrain")
@@ -89,16 +99,16 @@ def run(args: argparse.Namespace) -> int:
 
 def _write_curve(save_dir: Path) -> None:
     """`curve.tsv` and `metrics.json` beside the checkpoints, for `dvc plots` / `dvc metrics`."""
-    from speechfm.curves import fairseq_curve, write_curve
+    from speechfm.core.curves import fairseq_curve, write_curve
 
     if (save_dir / "train.log").exists():
         write_curve(fairseq_curve(save_dir / "train.log"), save_dir)
 
 
-def _no_gpu(slurm_site: dict | None) -> bool:
+def _no_gpu(slurm_site) -> bool:
     """CPU unless GPUs are visible here (local) or the Slurm site has GPU nodes."""
     if slurm_site is not None:
-        return not slurm_site.get("gpus_per_node")
+        return not slurm_site.train.gpus_per_node
     import torch
 
     return not torch.cuda.is_available()

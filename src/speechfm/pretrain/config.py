@@ -1,46 +1,14 @@
-"""Pre-training presets (data files in `speechfm/presets/`) and the fairseq config of a run."""
+"""The fairseq config of a pre-training run from a preset (`speechfm.core.presets`) and manifests."""
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from speechfm.errors import SpeechfmError
-from speechfm.launch.job import compose_config, distributed_settings
+from speechfm.core.errors import SpeechfmError
+from speechfm.launch.job import compose_config, distributed_settings, update_freq
 
-PRESETS = ("tiny", "base", "large", "xlarge")
 SPLITS = ("train", "valid")
-
-
-def load_preset(name: str) -> dict[str, Any]:
-    """A preset by name (`base`) or path to a YAML file of the same form."""
-    import yaml
-
-    path = Path(name)
-    if path.suffix in (".yaml", ".yml") and path.exists():
-        text = path.read_text(encoding="utf-8")
-    elif name in PRESETS:
-        text = (resources.files("speechfm") / "presets" / f"{name}.yaml").read_text("utf-8")
-    else:
-        raise SpeechfmError(f"unknown preset '{name}'",
-                            hint=f"use one of {', '.join(PRESETS)} or a YAML file")
-    preset = yaml.safe_load(text)
-    if not isinstance(preset, dict) or "fairseq" not in preset:
-        raise SpeechfmError("a preset needs a 'fairseq:' section", path=name)
-    return preset
-
-
-def update_freq(gpus: int, simulate_gpus: int | None) -> int:
-    """Gradient accumulation that makes `gpus` ranks behave like `simulate_gpus` of them."""
-    if gpus < 1:
-        raise SpeechfmError(f"--gpus must be at least 1, not {gpus}")
-    if simulate_gpus is None:
-        return 1
-    if simulate_gpus % gpus:
-        raise SpeechfmError(f"cannot simulate {simulate_gpus} GPUs with {gpus}",
-                            hint="--simulate-gpus must be a whole multiple of --gpus")
-    return simulate_gpus // gpus
 
 
 def check_manifest(manifest: Path) -> Path:

@@ -10,7 +10,7 @@ import json
 import logging
 from pathlib import Path
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +37,29 @@ def check_model_dir(model_dir: Path) -> None:
 def register_model(model_dir: Path, name: str, uri: str | None = None,
                    metrics: dict[str, float] | None = None, experiment: str = "register") -> dict:
     """Log `model_dir` as the artifacts of a new run and register it as a new version of `name`."""
-    import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    from speechfm.tracking import start_run, tracking_uri
+    from speechfm.core.tracking import enabled, start_run, tracking_uri
 
     check_model_dir(model_dir)
+    if not enabled(uri):
+        raise SpeechfmError("registering needs an MLflow store; the tracking URI is 'none'",
+                            hint="pass --tracking-uri sqlite:///PATH/mlflow.db or a server URI")
     uri = tracking_uri(uri)
     with start_run(experiment, run_name=f"register-{name}", params={"model_dir": str(model_dir)},
                    tags={"speechfm.stage": "register"}, uri=uri) as run:
-        mlflow.log_artifacts(str(model_dir), artifact_path="model")
+        run.log_artifacts(model_dir, artifact_path="model")
         if metrics:
-            mlflow.log_metrics(metrics)
-        source = f"{run.info.artifact_uri}/model"
+            run.log_metrics(metrics)
+        source = f"{run.artifact_uri}/model"
     client = MlflowClient(tracking_uri=uri)
     try:
         client.create_registered_model(name)
     except MlflowException as exc:  # already registered: add a version
         if "RESOURCE_ALREADY_EXISTS" not in str(exc) and "already exists" not in str(exc):
             raise
-    version = client.create_model_version(name, source, run.info.run_id)
+    version = client.create_model_version(name, source, run.run_id)
     log.info("registered %s as %s version %s in %s", model_dir, name, version.version, uri)
-    return {"name": name, "version": int(version.version), "run_id": run.info.run_id,
+    return {"name": name, "version": int(version.version), "run_id": run.run_id,
             "source": source, "tracking_uri": uri}

@@ -10,16 +10,18 @@ HELP = "Register a fine-tuned CTC model folder in the MLflow model registry (for
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_tracking
+
     p.add_argument("model", type=Path, help="transformers CTC model folder from 'finetune'")
     p.add_argument("--name", required=True, help="registered model name, e.g. speechfm-fi")
     p.add_argument("--metrics", type=Path,
                    help="JSON of numbers to log with the version (e.g. evaluate's metrics.json)")
     p.add_argument("--out", type=Path, help="write the registration (name, version, run) here")
-    p.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite:///./mlflow.db)")
+    add_tracking(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechfm.errors import SpeechfmError
+    from speechfm.core.errors import SpeechfmError
     from speechfm.register import register_model
 
     metrics = None

@@ -9,12 +9,15 @@ HELP = "Serve models (transcription, attribution) and LUR reports over HTTP with
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_alias
+
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--models", type=Path, dest="models_dir",
                    help="folder of fine-tuned model folders (transformers save_pretrained)")
-    p.add_argument("--mlflow-uri", help="MLflow store whose registered models are served "
+    p.add_argument("--tracking-uri", help="MLflow store whose registered models are served "
                    "(default: $MLFLOW_TRACKING_URI or ./mlflow.db when it exists); 'none' to skip")
+    add_alias(p, "--mlflow-uri", "--tracking-uri", dest="tracking_uri")
     p.add_argument("--reports", type=Path, dest="reports_dir",
                    help="folder of LUR report folders written by 'speechfm lur'")
     p.add_argument("--token-file", type=Path, help="file holding the bearer token for "
@@ -34,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from api import Settings, create_app
-    from speechfm.errors import SpeechfmError
-    from speechfm.tracking import tracking_uri
+    from speechfm.core.errors import SpeechfmError
+    from speechfm.core.tracking import enabled, tracking_uri
 
     token = None
     if args.token_file:
@@ -44,13 +47,13 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise SpeechfmError(f"cannot read the token file: {exc.strerror}",
                                 path=args.token_file) from None
-    mlflow_uri = args.mlflow_uri or tracking_uri()
+    mlflow_uri = tracking_uri(args.tracking_uri)
     for folder in (args.models_dir, args.reports_dir):
         if folder is not None and not folder.is_dir():
             raise SpeechfmError("no such folder", path=folder)
     settings = Settings.from_env(
         models_dir=args.models_dir, reports_dir=args.reports_dir, token=token,
-        mlflow_uri=None if mlflow_uri == "none" else mlflow_uri,
+        mlflow_uri=mlflow_uri if enabled(mlflow_uri) else None,
         preload=tuple(args.preload) if args.preload else None,
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024) if args.max_upload_mb else None,
         max_audio_seconds=args.max_audio_seconds, max_batch=args.max_batch,

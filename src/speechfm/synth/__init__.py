@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
 

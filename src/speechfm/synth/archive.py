@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speechfm.constants import GROUND_TRUTH_SUFFIX
-from speechfm.errors import SpeechfmError, require_tool
+from speechfm.core.constants import GROUND_TRUTH_SUFFIX
+from speechfm.core.errors import SpeechfmError, require_tool
 from speechfm.synth import sounds
 from speechfm.synth.repeats import Library
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from speechfm.constants import SAMPLE_RATE
+from speechfm.core.constants import SAMPLE_RATE
 from speechfm.synth import sounds
 
 TSV_FIELDS = ("path", "seconds", "voice", "text")
@@ -58,12 +58,3 @@ def write_tsv(root: Path, split: str, rows: list[dict]) -> Path:
         writer.writerows(rows)
     os.replace(tmp, tsv)
     return tsv
-
-
-def read_split(tsv: Path) -> list[dict]:
-    """Rows of a labeled split TSV, with `path` made absolute."""
-    with tsv.open(encoding="utf-8", newline="") as f:
-        rows = list(csv.DictReader(f, delimiter="\t"))
-    for row in rows:
-        row["path"] = str((tsv.parent / row["path"]).resolve())
-    return rows

@@ -13,7 +13,7 @@ from math import gcd
 import numpy as np
 from scipy.signal import lfilter, resample_poly
 
-from speechfm.errors import SpeechfmError, require_tool
+from speechfm.core.errors import SpeechfmError, require_tool
 
 ESPEAK_RATE = 22_050
 VOICE_VARIANTS = (

@@ -23,6 +23,3 @@ SHARDS_DIR = "shards"
 
 DONE_SUFFIX = ".done.json"
 """A unit's completion record, `shards/<channel>/<unit>.done.json`, written after its shards."""
-
-MANIFESTS_DIR = "manifests"
-"""Folder of fairseq manifests (`train.tsv`, `valid.tsv`, `valid_<channel>.tsv`)."""

@@ -120,7 +120,7 @@ def make_processor(vocab_json: Path, do_normalize: bool = True):  # -> Wav2Vec2P
     tokenizer, as saved with every CTC model."""
     from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Processor
 
-    from speechfm.constants import SAMPLE_RATE
+    from speechfm.core.constants import SAMPLE_RATE
 
     extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE,
                                          padding_value=0.0, do_normalize=do_normalize,

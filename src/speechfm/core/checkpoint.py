@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def _dictionary_symbols(state: dict, task_cfg: dict, dictionary: Path | None,
 def _save_feature_extractor(out: Path, normalize: bool) -> None:
     from transformers import Wav2Vec2FeatureExtractor
 
-    from speechfm.constants import SAMPLE_RATE
+    from speechfm.core.constants import SAMPLE_RATE
 
     Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=SAMPLE_RATE, padding_value=0.0,
                              do_normalize=normalize, return_attention_mask=True
@@ -244,7 +244,7 @@ def _save_feature_extractor(out: Path, normalize: bool) -> None:
 
 
 def _save_processor(out: Path, vocab: list[str], normalize: bool) -> None:
-    from speechfm.text import make_processor
+    from speechfm.core.text import make_processor
 
     vocab_json = out / "vocab.json"
     tmp = vocab_json.with_name("vocab.json.part")

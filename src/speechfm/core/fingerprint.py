@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speechfm.constants import SAMPLE_RATE
-from speechfm.errors import SpeechfmError
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.errors import SpeechfmError
 
 FINGERPRINT_SUFFIX = ".fp.npz"
 """Sidecar of a shard: `<unit>.tar.fp.npz` beside `<unit>.tar.index.jsonl`."""

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from speechfm.constants import SAMPLE_RATE
+from speechfm.core.constants import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Decode any file ffmpeg reads to 16 kHz mono s16 on a pipe (no intermediate file)."""
+"""Audio I/O every stage shares: decoding any file ffmpeg reads to 16 kHz mono s16 on a pipe (no
+intermediate file), and reading clips (whole files or tar-shard members) as float32 samples."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from speechfm.constants import SAMPLE_RATE
-from speechfm.errors import require_tool
+from speechfm.core.constants import SAMPLE_RATE
+from speechfm.core.errors import require_tool
 
 PIPE_BYTES = 1 << 20
 """Pipe buffer asked for (Linux's default limit for an unprivileged process is 1 MiB)."""
@@ -51,11 +52,26 @@ class Decoded:
     returncode: int
 
 
-def ffmpeg_pcm_command(path: Path) -> list[str]:
-    """The ffmpeg command that writes the first audio stream as 16 kHz mono s16le to stdout."""
-    return [require_tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
-            "-i", str(path), "-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1",
-            "-ar", str(SAMPLE_RATE), "-f", "s16le", "-threads", "1", "pipe:1"]
+UNTRUSTED_DEMUXERS = (
+    "wav,w64,flac,mp3,ogg,matroska,webm,mov,aac,mpegts,aiff,au,caf,amr,wv,ape,asf,"
+    "flv,avi,mpeg,opus,ac3,eac3,dts,tta,voc,gsm,mp2"
+)
+"""Containers ffmpeg may open from an untrusted file (an upload). Playlists (hls, concat) are
+excluded: they could make ffmpeg read other files or URLs."""
+
+
+def ffmpeg_pcm_command(path: Path, untrusted: bool = False,
+                       max_seconds: float | None = None) -> list[str]:
+    """The ffmpeg command that writes the first audio stream as 16 kHz mono s16le to stdout.
+    `untrusted`: only local files and the demuxers above; `max_seconds`: stop just past it."""
+    cmd = [require_tool("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error"]
+    if untrusted:
+        cmd += ["-protocol_whitelist", "file", "-format_whitelist", UNTRUSTED_DEMUXERS]
+    cmd += ["-i", str(path)]
+    if max_seconds is not None:
+        cmd += ["-t", f"{max_seconds + 0.5:.3f}"]
+    return cmd + ["-map", "0:a:0", "-vn", "-sn", "-dn", "-ac", "1", "-ar", str(SAMPLE_RATE),
+                  "-f", "s16le", "-threads", "1", "pipe:1"]
 
 
 def decode(path: Path) -> Decoded:
@@ -78,3 +94,31 @@ def summarize_errors(stderr: str) -> str:
     lines = [ln.strip() for ln in stderr.splitlines()
              if ln.strip() and not ln.strip().startswith("To ignore this")]
     return "; ".join(dict.fromkeys(lines[-3:]))
+
+
+def read_clip(path: Path, offset: int = 0, size: int = 0) -> np.ndarray:
+    """Mono float32 samples at SAMPLE_RATE of an audio file, or of the `size` bytes at `offset`
+    inside it (a tar-shard member); other rates are resampled."""
+    import io
+
+    import soundfile as sf
+    from scipy.signal import resample_poly
+
+    from speechfm.core.errors import SpeechfmError
+
+    where = f"{path}:{offset}:{size}" if size else path
+    try:
+        if size:
+            with open(path, "rb") as f:
+                f.seek(offset)
+                raw = f.read(size)
+            audio, rate = sf.read(io.BytesIO(raw), dtype="float32", always_2d=True)
+        else:
+            audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (OSError, RuntimeError, sf.LibsndfileError) as exc:
+        raise SpeechfmError(f"cannot read audio: {exc}", path=where) from exc
+    audio = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    if rate != SAMPLE_RATE:
+        g = np.gcd(rate, SAMPLE_RATE)
+        audio = resample_poly(audio, SAMPLE_RATE // g, rate // g).astype(np.float32)
+    return np.ascontiguousarray(audio, dtype=np.float32)

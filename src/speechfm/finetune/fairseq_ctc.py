@@ -1,8 +1,10 @@
-"""fairseq CTC fine-tuning (`audio_finetuning`, `wav2vec_ctc`, letter targets) through the same
-launch layer as pre-training: same CPU fixes, local or Slurm/LUMI ranks, stop-and-resume, MLflow.
+"""The fairseq backend of `speechfm finetune`: CTC fine-tuning (`audio_finetuning`,
+`wav2vec_ctc`, letter targets; the full-scale recipe) through the same launch layer as
+pre-training (same CPU fixes, local or Slurm/LUMI ranks, stop-and-resume, MLflow), ending, like
+the transformers backend, in a transformers CTC model folder (`speechfm.core.checkpoint`).
 
-The `finetune` verb (`--backend fairseq`) calls `train()`; labeled data preparation (the
-`<split>.tsv/.ltr/.wrd` files and `dict.ltr.txt`) and evaluation belong to that stage.
+`finetune()` is the backend's entry point; labeled data preparation (the `<split>.tsv/.ltr/.wrd`
+files and `dict.ltr.txt`) is `speechfm.finetune.data`.
 """
 
 from __future__ import annotations
@@ -11,12 +13,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from speechfm.errors import SpeechfmError
+from speechfm.core.checkpoint import export_checkpoint
+from speechfm.core.errors import SpeechfmError
 from speechfm.launch import FairseqJob, compose_config, run_local, write_job
-from speechfm.launch.job import distributed_settings
+from speechfm.launch.job import distributed_settings, update_freq
 
 log = logging.getLogger(__name__)
 
+FAIRSEQ_DIR = "fairseq"
+MODEL_DIR = "model"
 LABELS = "ltr"
 DATA_FILES = ("train.tsv", "valid.tsv", f"train.{LABELS}", f"valid.{LABELS}", f"dict.{LABELS}.txt")
 
@@ -31,6 +36,26 @@ CTC_DEFAULTS: dict[str, Any] = {
 }
 """What makes a fairseq job CTC fine-tuning with letter targets, best checkpoint by WER; the
 hyper-parameters (lr, updates, masking, ...) come from the caller's preset."""
+
+
+def scratch_encoder(preset: dict[str, Any]) -> dict[str, Any]:
+    """`w2v_args` of a randomly initialised encoder: the pre-training preset's task and model,
+    completed with fairseq's defaults (what a pre-training checkpoint would carry)."""
+    from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config
+    from fairseq.tasks.audio_pretraining import AudioPretrainingConfig
+    from omegaconf import OmegaConf
+
+    from speechfm.core.presets import load_pretrain
+
+    pre = load_pretrain(preset.get("pretrain_preset", "tiny"))["fairseq"]
+
+    def complete(dataclass, section: dict[str, Any]) -> dict[str, Any]:
+        merged = OmegaConf.merge(OmegaConf.structured(dataclass), {
+            k: v for k, v in section.items() if k != "_name"})
+        return OmegaConf.to_container(merged, enum_to_str=True) | {"_name": section["_name"]}
+
+    task = complete(AudioPretrainingConfig, pre["task"] | {"data": "/"})
+    return {"task": task, "model": complete(Wav2Vec2Config, pre["model"])}
 
 
 def _pretraining_settings(init: Path) -> dict[str, Any]:
@@ -86,18 +111,19 @@ def train(data_dir: Path, out: Path, fairseq: dict[str, Any], init: Path | None 
 
     `mlflow_run_id` makes rank 0 log into that (already created) run instead of a new one.
     With a Slurm `site` the job is submitted (and waited for when `wait`)."""
-    from speechfm.launch.slurm import load_site, submit
-    from speechfm.tracking import tracking_uri as resolve_uri
+    from speechfm.core.sites import load_site
+    from speechfm.core.tracking import tracking_uri as resolve_uri
+    from speechfm.launch.slurm import submit
 
     out = out.resolve()
     if not resume and (out / "checkpoint_last.pt").exists():
         raise SpeechfmError("holds a checkpoint of an earlier run", path=out,
                             hint="resume it, or fine-tune into a new folder")
     site_cfg = load_site(site)
-    slurm = site_cfg["executor"] == "slurm"
+    slurm = site_cfg.train.executor == "slurm"
     if cpu is None:
         if slurm:
-            cpu = not site_cfg.get("gpus_per_node")
+            cpu = not site_cfg.train.gpus_per_node
         else:
             import torch
 
@@ -124,3 +150,20 @@ def train(data_dir: Path, out: Path, fairseq: dict[str, Any], init: Path | None 
     if not best.exists() and not job.stopped_path.exists():
         raise SpeechfmError("training ended without a best checkpoint", path=job.log_path)
     return best
+
+
+def finetune(data_dir: Path, out: Path, preset: dict[str, Any], init: Path | None = None,
+             overrides: dict[str, Any] | None = None, gpus: int = 1, resume: bool = True,
+             site: str = "local", tracking_uri: str | None = None,
+             run_id: str | None = None) -> Path:
+    """Fine-tune with fairseq into `out/fairseq` (rank 0 logging into MLflow run `run_id`), and
+    export the best checkpoint to `out/model`."""
+    best = train(
+        data_dir, out / FAIRSEQ_DIR, preset["fairseq"], init=init,
+        overrides=[f"{k}={v}" for k, v in (overrides or {}).items()], nproc=gpus,
+        update_freq=update_freq(gpus, preset.get("simulate_gpus") or gpus),
+        w2v_args=None if init else scratch_encoder(preset), resume=resume, site=site,
+        tracking_uri=tracking_uri, mlflow_run_id=run_id)
+    model_dir = export_checkpoint(best, out / MODEL_DIR)
+    log.info("best fairseq checkpoint %s exported to %s", best, model_dir)
+    return model_dir

@@ -1,14 +1,48 @@
-"""Voice activity detection: frame decisions (webrtcvad or silero), smoothing, and cutting into
-segments of at most `max_seconds`, dropping pieces under `min_seconds`."""
+"""Voice activity detection shared by `prepare` and the service: frame decisions (silero, which
+rejects music and noise, or webrtcvad, fast), smoothing into regions, and cutting into segments of
+at most `max_seconds`, dropping pieces under `min_seconds`.
+
+Loading silero changes nothing process-wide: callers that want one thread per process (prepare's
+workers) set it themselves."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-from speechfm.constants import SAMPLE_RATE
-from speechfm.prepare.config import PrepareConfig
+from speechfm.core.constants import MAX_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS, SAMPLE_RATE
+from speechfm.core.errors import SpeechfmError
+
+VAD_MODES = ("silero", "webrtc")
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    """How speech is found and cut (prepare's defaults follow the reference recipe)."""
+
+    vad: str = "silero"  # "silero" rejects music and noise; "webrtc" is the fast mode
+    webrtc_aggressiveness: int = 3  # 0 (keeps most) .. 3 (keeps least)
+    webrtc_frame_ms: int = 30  # 10, 20 or 30
+    silero_onset: float = 0.5  # speech starts when the probability rises above this
+    silero_offset: float = 0.35  # and ends when it falls below this
+    min_gap: float = 0.3  # gaps shorter than this (s) are bridged (hangover)
+    min_speech: float = 0.25  # speech runs shorter than this (s) are ignored
+    padding: float = 0.1  # seconds kept on each side of a speech region
+    max_seconds: float = MAX_SEGMENT_SECONDS  # longer regions are cut into pieces of this length
+    min_seconds: float = MIN_SEGMENT_SECONDS  # shorter pieces are dropped
+
+    def __post_init__(self) -> None:
+        if self.vad not in VAD_MODES:
+            raise SpeechfmError(f"unknown VAD mode '{self.vad}'", hint=f"choose one of {VAD_MODES}")
+        if self.webrtc_frame_ms not in (10, 20, 30):
+            raise SpeechfmError("webrtc_frame_ms must be 10, 20 or 30")
+        if not 0 <= self.webrtc_aggressiveness <= 3:
+            raise SpeechfmError("webrtc_aggressiveness must be 0..3")
+        if self.min_seconds > self.max_seconds:
+            raise SpeechfmError("min_seconds is larger than max_seconds")
+
 
 SILERO_WINDOW = 512  # samples per silero decision at 16 kHz (32 ms)
 SILERO_MAX_LANES = 128  # a long stream is cut into this many lanes, decided as one batch
@@ -18,7 +52,7 @@ SILERO_WARMUP_WINDOWS = 12  # 0.4 s of context before each lane lets the model's
 _silero_model = None
 
 
-def webrtc_frames(samples: np.ndarray, config: PrepareConfig) -> tuple[np.ndarray, int]:
+def webrtc_frames(samples: np.ndarray, config: VadConfig) -> tuple[np.ndarray, int]:
     """Speech decision per webrtcvad frame; returns (flags, samples per frame)."""
     import webrtcvad
 
@@ -35,10 +69,8 @@ def webrtc_frames(samples: np.ndarray, config: PrepareConfig) -> tuple[np.ndarra
 def _silero():
     global _silero_model
     if _silero_model is None:
-        import torch
         from silero_vad import load_silero_vad
 
-        torch.set_num_threads(1)
         _silero_model = load_silero_vad()
     return _silero_model
 
@@ -80,7 +112,7 @@ def hysteresis(probs: np.ndarray, onset: float, offset: float) -> np.ndarray:
     return flags
 
 
-def frame_decisions(samples: np.ndarray, config: PrepareConfig) -> tuple[np.ndarray, int]:
+def frame_decisions(samples: np.ndarray, config: VadConfig) -> tuple[np.ndarray, int]:
     """(speech flag per frame, samples per frame) by the configured VAD mode."""
     if config.vad == "webrtc":
         return webrtc_frames(samples, config)
@@ -89,7 +121,7 @@ def frame_decisions(samples: np.ndarray, config: PrepareConfig) -> tuple[np.ndar
 
 
 def speech_regions(flags: np.ndarray, step: int, total: int,
-                   config: PrepareConfig) -> list[tuple[int, int]]:
+                   config: VadConfig) -> list[tuple[int, int]]:
     """Smooth frame flags into regions in samples: bridge short gaps, drop short blips, pad."""
     edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
@@ -113,7 +145,7 @@ def speech_regions(flags: np.ndarray, step: int, total: int,
     return out
 
 
-def cut(regions: list[tuple[int, int]], config: PrepareConfig) -> tuple[list[tuple[int, int]], int]:
+def cut(regions: list[tuple[int, int]], config: VadConfig) -> tuple[list[tuple[int, int]], int]:
     """Cut regions into pieces of at most max_seconds; drop pieces under min_seconds.
     Returns (pieces, dropped samples)."""
     longest = int(config.max_seconds * SAMPLE_RATE)
@@ -129,7 +161,7 @@ def cut(regions: list[tuple[int, int]], config: PrepareConfig) -> tuple[list[tup
     return pieces, dropped
 
 
-def segments_of(samples: np.ndarray, config: PrepareConfig) -> tuple[list[tuple[int, int]], int]:
+def segments_of(samples: np.ndarray, config: VadConfig) -> tuple[list[tuple[int, int]], int]:
     """Speech pieces (start, end in samples) of one decoded stream, and samples dropped as short."""
     flags, step = frame_decisions(samples, config)
     return cut(speech_regions(flags, step, len(samples), config), config)

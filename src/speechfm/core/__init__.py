@@ -1,0 +1,13 @@
+"""The shared core every stage builds on; it imports no stage.
+
+constants, errors   sample rate, segment limits, file naming; user-facing errors
+segment, manifest   a segment in a tar shard (the shard index) and fairseq manifests of them
+segment_index       a manifest's entries as memory-mapped columns, for training at scale
+audio, vad          decoding with ffmpeg, reading clips; voice activity detection and cutting
+text, labeled       transcript normalisation + CTC vocabulary; the one labeled-table reader
+ctc, scoring        batched CTC inference, greedy/beam decoding, timestamps; WER/CER
+checkpoint          fairseq wav2vec 2.0 checkpoints -> transformers folders
+presets, sites      model presets and site profiles, as validated data
+tracking, curves    MLflow runs (or none); training curves for DVC
+cliargs             argument spellings every verb shares (--set, --tracking-uri, deprecations)
+"""
