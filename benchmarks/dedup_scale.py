@@ -1,7 +1,7 @@
 """Time and memory of `speechfm dedup` on synthetic prepared datasets of 1 M and 10 M segments.
 
 The synthetic dataset has the files `dedup` reads (done-markers, shard indexes, fingerprint
-sidecars, manifests; no audio). Segment lengths follow the demo (2-30 s, mean ~6 s); unique
+sidecars, manifests with their segment indexes; no audio). Segment lengths follow the demo (2-30 s, mean ~6 s); unique
 segments have random codes and keys; a share `repeated` of the rows are occurrences of repeated
 items (adverts), `per_item` occurrences each, every one a copy of the item's codes with the
 statistics measured between real copies on the demo: cropped by up to 10% at each end, ~4% of the
@@ -100,6 +100,7 @@ def write_dataset(root: Path, segments: int, repeated: float = 0.1, per_item: in
                   seed: int = 0, per_shard: int = 20_000) -> dict:
     """Write a synthetic prepared dataset under `root`; returns what was planted: rows of
     occurrences per item (row = order of the train manifest), and the rows expected removed."""
+    from speechfm.core import segment_index
     from speechfm.core.constants import DONE_SUFFIX, INDEX_SUFFIX, SHARDS_DIR
     from speechfm.core.fingerprint import FINGERPRINT_SUFFIX, Fingerprint, write_sidecar
     from speechfm.core.manifest import MANIFESTS_DIR
@@ -180,6 +181,8 @@ def write_dataset(root: Path, segments: int, repeated: float = 0.1, per_item: in
                 "shards": shard_names, "stats": [], "rejects": []}), encoding="utf-8")
     train.close()
     valid.close()
+    for name in ("train.tsv", "valid.tsv"):  # as prepare writes them
+        segment_index.build_index(manifests / name)
     # expected: of each item's occurrences, all but the earliest broadcast (source, then start)
     expected = set()
     for it in range(items):
