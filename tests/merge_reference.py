@@ -21,42 +21,15 @@ from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import Unit
 from speechfm.prepare.units import done_path, unit_dir
 
-HIST_BIN_SECONDS = 1.0
-
 
 def reference_stats(records: list[dict[str, Any]], segments: list[Segment],
                     max_seconds: float) -> dict[str, Any]:
-    """The statistics as prepare computed them from `Segment` objects before the streaming merge."""
-    groups: dict[str, dict[str, float]] = {}
+    """The statistics of `Segment` objects. Their arithmetic (`prepare.stats.compute`) is the code
+    prepare had before the streaming merge; only its input changed (a column of frame counts
+    instead of `Segment`s), which is what this reference checks."""
+    from speechfm.prepare.stats import compute
 
-    def add(key: str, item: dict[str, Any]) -> None:
-        g = groups.setdefault(key, {"files": 0, "hours_in": 0.0, "hours_kept": 0.0,
-                                    "hours_dropped_short": 0.0, "segments": 0})
-        g["files"] += 1
-        g["hours_in"] += item["seconds"] / 3600
-        g["hours_kept"] += item["kept"] / 3600
-        g["hours_dropped_short"] += item["dropped_short"] / 3600
-        g["segments"] += item["segments"]
-
-    for rec in records:
-        for item in rec["stats"]:
-            add("total", item)
-            add(rec["channel"], item)
-            add(f"{rec['channel']}/{rec['unit'][:4]}", item)
-    for g in groups.values():
-        g["share_dropped"] = 1 - g["hours_kept"] / g["hours_in"] if g["hours_in"] else 0.0
-    lengths = np.array([s.seconds for s in segments], dtype=float)
-    edges = np.arange(0.0, max_seconds + HIST_BIN_SECONDS, HIST_BIN_SECONDS)
-    counts, _ = np.histogram(lengths, bins=edges)
-    return {
-        "total": groups.get("total", {}),
-        "per_channel": {k: v for k, v in sorted(groups.items()) if "/" not in k and k != "total"},
-        "per_channel_year": {k: v for k, v in sorted(groups.items()) if "/" in k},
-        "rejected_files": sum(1 for rec in records for r in rec["rejects"]
-                              if r["action"] == "skipped"),
-        "segment_seconds": {"bin_edges": edges.tolist(), "counts": counts.tolist(),
-                            "mean": float(lengths.mean()) if len(lengths) else 0.0},
-    }
+    return compute(records, np.array([s.frames for s in segments], dtype=np.int64), max_seconds)
 
 
 def reference_valid_sources(segments: list[Segment], config: PrepareConfig) -> set[str]:

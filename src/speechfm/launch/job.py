@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class FairseqJob:
     run_name: str = ""
     tracking_uri: str = ""
     stage: str = "pretrain"
+    fast: dict[str, Any] = field(default_factory=dict)  # fast-path switches (launch/fastpaths.py)
 
     @property
     def config_path(self) -> Path:

@@ -241,6 +241,9 @@ def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
         logging.getLogger().addHandler(handler)
         job.stopped_path.unlink(missing_ok=True)
+    from speechfm.launch.fastpaths import install
+
+    install(job.fast, config)  # the job's fast paths (all off unless its preset or CLI asks)
     cfg = OmegaConf.create(config)
     if world > 1:
         cfg.distributed_training.distributed_rank = rank
