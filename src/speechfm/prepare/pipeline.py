@@ -52,7 +52,7 @@ def pending_units(archive: Path, out: Path, config: PrepareConfig) -> tuple[list
         done = read_done(out, unit)
         if done is None or done["files"] != list(unit.files):
             todo.append(unit)
-        elif done["config"] != config.unit_settings():
+        elif config.recorded_settings(done["config"]) != config.unit_settings():
             raise SpeechfmError(f"unit {unit.key} was prepared with other settings", path=out,
                                 hint="prepare into a new output folder")
     return units, todo

@@ -3,7 +3,8 @@ under temporary names, then publish shards, indexes and a done-marker atomically
 
 On disk, for unit `2021-01` of channel `yle_tv1` (relative to the output root):
 `shards/yle_tv1/2021-01.tar` (+ `_1.tar`, `_2.tar` when over the size cap), each with
-`<shard>.index.jsonl`, and `shards/yle_tv1/2021-01.done.json` written last. A unit without its
+`<shard>.index.jsonl` and (unless fingerprints are off) `<shard>.fp.npz`, the segments'
+fingerprints for `dedup`, and `shards/yle_tv1/2021-01.done.json` written last. A unit without its
 done-marker is incomplete: everything of it is deleted and rebuilt. A builder holds the unit's
 lock (`2021-01.lock`) from its first deletion to its marker, so two builders of one unit (a re-run
 while old Slurm array tasks still run) take turns; the second finds the unit done.
@@ -27,15 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from speechfm.core.audio import decode
-from speechfm.core.constants import INDEX_SUFFIX, SAMPLE_RATE, SHARD_SUFFIX
+from speechfm.core.constants import DONE_SUFFIX, INDEX_SUFFIX, SAMPLE_RATE, SHARD_SUFFIX, SHARDS_DIR
+from speechfm.core.fingerprint import FINGERPRINT_SUFFIX, Fingerprint, fingerprint, write_sidecar
 from speechfm.core.segment import Segment, write_index
 from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import Unit
 
 log = logging.getLogger(__name__)
 
-SHARDS_DIR = "shards"
-DONE_SUFFIX = ".done.json"
 LOCK_SUFFIX = ".lock"
 PART = ".part"
 TS_PACKET = 188  # bytes per MPEG-TS packet: a .ts of another size was cut short
@@ -93,7 +93,7 @@ def unit_lock(out: Path, unit: Unit) -> Iterator[None]:
 def is_done(record: dict[str, Any] | None, unit: Unit, config: PrepareConfig) -> bool:
     """Whether a completion record is this unit's, built from the same files and settings."""
     return (record is not None and record["files"] == list(unit.files)
-            and record["config"] == config.unit_settings())
+            and config.recorded_settings(record["config"]) == config.unit_settings())
 
 
 def remove_unit(out: Path, unit: Unit) -> None:
@@ -103,7 +103,8 @@ def remove_unit(out: Path, unit: Unit) -> None:
         return
     pattern = re.compile(rf"^{re.escape(unit.name)}(_\d+)?"
                          rf"({re.escape(SHARD_SUFFIX)}|{re.escape(INDEX_SUFFIX)}|"
-                         rf"{re.escape(SHARD_SUFFIX + INDEX_SUFFIX)}|{re.escape(DONE_SUFFIX)})"
+                         rf"{re.escape(SHARD_SUFFIX + INDEX_SUFFIX)}|{re.escape(DONE_SUFFIX)}|"
+                         rf"{re.escape(SHARD_SUFFIX + FINGERPRINT_SUFFIX)})"
                          rf"({re.escape(PART)})?$")
     for path in folder.iterdir():
         if pattern.match(path.name):
@@ -136,6 +137,7 @@ class _ShardWriter:
     channel: str
     max_bytes: int
     shards: list[tuple[str, list[Segment]]] = field(default_factory=list)
+    prints: list[list[Fingerprint]] = field(default_factory=list)  # per shard, when fingerprinting
     _file: Any = None
     _tar: tarfile.TarFile | None = None
 
@@ -150,6 +152,7 @@ class _ShardWriter:
         self._file = open(self.folder / (shard + PART), "wb")  # noqa: SIM115
         self._tar = tarfile.open(fileobj=self._file, mode="w", format=tarfile.PAX_FORMAT)  # noqa: SIM115
         self.shards.append((shard, []))
+        self.prints.append([])
 
     def _close(self) -> None:
         if self._tar is not None:
@@ -159,7 +162,7 @@ class _ShardWriter:
             self._file.close()
             self._tar = None
 
-    def add(self, member: str, data: bytes, **meta: Any) -> None:
+    def add(self, member: str, data: bytes, fp: Fingerprint | None = None, **meta: Any) -> None:
         if self._tar is None or (self._file.tell() + len(data) > self.max_bytes
                                  and self.shards[-1][1]):
             self._open()
@@ -173,18 +176,26 @@ class _ShardWriter:
         segments.append(Segment(shard=rel, member=member, offset=offset, size=len(data),
                                 sha256=hashlib.sha256(data).hexdigest(), channel=self.channel,
                                 **meta))
+        if fp is not None:
+            self.prints[-1].append(fp)
 
     def publish(self) -> list[str]:
-        """Write indexes, then rename indexes and shards into place; returns the shard names."""
+        """Write indexes (and fingerprint sidecars), then rename them and the shards into place;
+        returns the shard names."""
         self._close()
-        for shard, segments in self.shards:
+        for (shard, segments), prints in zip(self.shards, self.prints):
             index_part = self.folder / (shard + INDEX_SUFFIX + PART)
             write_index(index_part, segments)
             with open(index_part, "rb+") as f:
                 os.fsync(f.fileno())
-        for shard, _ in self.shards:
+            if prints:
+                write_sidecar(self.folder / (shard + FINGERPRINT_SUFFIX + PART), prints)
+        for (shard, _), prints in zip(self.shards, self.prints):
             os.replace(self.folder / (shard + INDEX_SUFFIX + PART),
                        self.folder / (shard + INDEX_SUFFIX))
+            if prints:
+                os.replace(self.folder / (shard + FINGERPRINT_SUFFIX + PART),
+                           self.folder / (shard + FINGERPRINT_SUFFIX))
             os.replace(self.folder / (shard + PART), self.folder / shard)
         return [shard for shard, _ in self.shards]
 
@@ -245,7 +256,8 @@ def _build_unit(archive: Path, out: Path, unit: Unit, config: PrepareConfig) -> 
         pieces, dropped = segments_of(samples, config.vad_config)
         kept = 0
         for a, b in pieces:
-            writer.add(member_name(source, a, b), flac_bytes(samples[a:b]), frames=b - a,
+            fp = fingerprint(samples[a:b]) if config.fingerprint else None  # for `dedup`
+            writer.add(member_name(source, a, b), flac_bytes(samples[a:b]), fp, frames=b - a,
                        source=source, start=round(a / SAMPLE_RATE, 4), end=round(b / SAMPLE_RATE, 4))
             kept += b - a
         files.append({"source": source, "seconds": round(len(samples) / SAMPLE_RATE, 4),
