@@ -3,7 +3,7 @@
 Two projects, each as a user would set one up:
 - a user's own archive (a copy of a small demo archive with every `.truth.json` removed, outside
   data/demo, its labeled corpus beside it) with `finetune.backend: fairseq`: the whole
-  `dvc repro` to a registered model; a no-op re-run; a longer fine-tuning resumes fairseq's CTC
+  `dvc repro` to a registered model (pre-training on the de-duplicated manifests); a no-op re-run; a longer fine-tuning resumes fairseq's CTC
   checkpoints; a higher `pretrain.max_update` resumes pre-training, after which fine-tuning
   starts afresh (a new pre-trained model); `dvc push`/`pull` of what DVC tracks (models,
   reports), with shards and checkpoints left out of its cache;
@@ -32,15 +32,17 @@ from tests.conftest import ROOT, run_speechfm
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # full dvc repro runs: minutes
 
 SMALLEST = {
-    "demo": {"channels": 4, "days": 1, "hours_per_day": 1, "hour_seconds": 40, "train": 40,
+    # two broadcast hours per channel (validation is drawn by whole source file), on two days
+    # (the demo reruns a programme on the next day: material for the dedup stage)
+    "demo": {"channels": 4, "days": 2, "hours_per_day": 1, "hour_seconds": 30, "train": 40,
              "valid": 8, "test": 8},
     "prepare": {"workers": 2},
     "pretrain": {"max_update": 10},
     "finetune": {"epochs": 1},
     "lur": {"steps": 4, "utterances": 2},
 }
-ALL_STAGES = {"demo", "inventory", "prepare", "pretrain", "export", "finetune", "evaluate", "lur",
-              "register"}
+ALL_STAGES = {"demo", "inventory", "prepare", "dedup", "pretrain", "export", "finetune",
+              "evaluate", "lur", "register"}
 CTC_UPDATES = 6
 
 
@@ -139,6 +141,8 @@ def test_an_archive_without_ground_truth_reaches_a_registered_model(user_project
     assert "wer" in json.loads((project / "runs/finetune/metrics.json").read_text())["valid"]
     metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
     assert metrics["test"]["utterances"] == SMALLEST["demo"]["test"]
+    lur = json.loads((project / "reports/lur/demo/lur.json").read_text())
+    assert len(lur["lur"]) == len(lur["layers"]) > 0
     reg = json.loads((project / "reports/register.json").read_text())
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     assert [int(v.version) for v in client.search_model_versions(
@@ -152,6 +156,18 @@ def test_an_archive_without_ground_truth_reaches_a_registered_model(user_project
     assert not any(o["path"].startswith("data/prepared/shards") for o in lock["prepare"]["outs"])
     inventory = (project / "data/inventory/archive.tsv").read_text().splitlines()
     assert len(inventory) == 1 + len(list((project / "archive").rglob("*.ts")))
+
+
+def test_pretraining_reads_the_deduplicated_manifests(user_project: Path) -> None:
+    project = user_project
+    config = yaml.safe_load((project / "runs/pretrain/config.yaml").read_text())
+    assert Path(config["task"]["data"]) == (project / "data/dedup/manifests").resolve()
+    report = json.loads((project / "data/dedup/report.json").read_text())
+    train = (project / "data/dedup/manifests/train.tsv").read_text().splitlines()
+    original = (project / "data/prepared/manifests/train.tsv").read_text().splitlines()
+    assert len(train) == len(original) - report["removed_segments"]
+    assert set(train) <= set(original)
+    assert "truth" not in report  # no ground truth beside this archive's files
 
 
 def test_second_repro_only_retakes_the_inventory(user_project: Path) -> None:
@@ -262,7 +278,8 @@ def test_local_slurm_site_runs_the_demo_through_slurm_and_the_model_learns(
     assert ran(dvc(project, "repro", "demo")) == {"demo"}
     learning_subset(project)
     out = dvc(project, "repro", "evaluate", env=slurm)
-    assert ran(out) == {"inventory", "prepare", "pretrain", "finetune", "evaluate"}
+    assert ran(out) == {"inventory", "prepare", "dedup", "pretrain", "finetune", "evaluate"}
+    assert "truth" in json.loads((project / "data/dedup/report.json").read_text())
     vad = json.loads((project / "data/prepared/vad_quality.json").read_text())
     assert vad["ground_truth"] is True and vad["speech_recall"] > 0.8
     assert list((project / "data/prepared/slurm").rglob("*")), "prepare did not go through Slurm"

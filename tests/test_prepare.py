@@ -29,6 +29,7 @@ from speechfm.prepare.manifests import split_valid
 from speechfm.prepare.pipeline import prepare
 from speechfm.prepare.vadeval import evaluate
 from tests.conftest import ROOT, run_speechfm
+from tests.merge_reference import reference_merge
 
 
 def prepare_cli(archive: Path, out: Path, *extra: str) -> dict:
@@ -225,6 +226,57 @@ def test_units_by_period(tmp_path: Path) -> None:
         (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / p).write_bytes(b"x")
     assert [u.key for u in plan_units(tmp_path, "month")] == ["radio/undated", "yle_tv1/2021-01"]
+
+
+def test_valid_split_is_by_source_file_and_equals_the_in_memory_reference(
+        prepared: Path, small_demo: Path) -> None:
+    """No broadcast hour on both sides; the streaming merge writes, byte for byte, what a plain
+    in-memory implementation of the same rules writes (statistics as before the split change)."""
+    source_of = {seg.manifest_path: seg.source for idx in (prepared / "shards").rglob(
+        "*.index.jsonl") for seg in read_index(idx)}
+    sides = {}
+    for name in ("train", "valid"):
+        _, rows = read_manifest(prepared / "manifests" / f"{name}.tsv")
+        sides[name] = {source_of[f"{s}:{o}:{n}"] for s, o, n, _ in rows}
+    assert sides["train"] and sides["valid"] and not sides["train"] & sides["valid"]
+    config = PrepareConfig()
+    expected = reference_merge(prepared, plan_units(small_demo / "archive", "month"), config)
+    assert {k for k in expected if k.startswith("manifests/")} == {
+        p.relative_to(prepared).as_posix() for p in (prepared / "manifests").glob("*.tsv")}
+    for name, data in expected.items():
+        assert (prepared / name).read_bytes() == data, name
+
+
+def test_indexed_dataset_returns_what_file_audio_dataset_returns(prepared: Path) -> None:
+    """Every entry of every demo manifest: the same tensors, sizes, order and batches; and the
+    index prepare wrote is the one built from the manifest's text."""
+    from fairseq.data import FileAudioDataset
+
+    from speechfm.core.segment_index import build_index, index_dir
+    from speechfm.launch.indexed_audio import IndexedAudioDataset
+
+    manifests = sorted((prepared / "manifests").glob("*.tsv"))
+    assert len(manifests) == 6
+    for tsv in manifests:
+        written = {p.name: p.read_bytes() for p in index_dir(tsv).iterdir()}
+        build_index(tsv)
+        assert {p.name: p.read_bytes() for p in index_dir(tsv).iterdir()} == written
+        for kw in ({}, {"normalize": True, "pad": True, "max_sample_size": 48000}):
+            ours = IndexedAudioDataset(str(tsv), SAMPLE_RATE, **kw)
+            theirs = FileAudioDataset(str(tsv), SAMPLE_RATE, **kw)
+            assert len(ours) == len(theirs) > 0
+            assert np.array_equal(ours.sizes, theirs.sizes)
+            for i in range(len(theirs)):
+                a, b = ours[i], theirs[i]
+                assert a["id"] == b["id"] and a["source"].dtype == b["source"].dtype
+                assert np.array_equal(a["source"].numpy(), b["source"].numpy())
+            np.random.seed(3)
+            order = theirs.ordered_indices()
+            np.random.seed(3)
+            assert np.array_equal(ours.ordered_indices(), order)
+            batches = ours.batch_by_size(order, max_tokens=400_000)
+            assert [b.tolist() for b in batches] == [
+                b.tolist() for b in theirs.batch_by_size(order, max_tokens=400_000)]
 
 
 def test_split_is_seeded_per_channel_and_by_hours() -> None:

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "convert": "speechfm.prepare.convert_command",
     "prepare": "speechfm.prepare.command",
     "verify": "speechfm.prepare.verify_command",
+    "dedup": "speechfm.dedup.command",
     "pretrain": "speechfm.pretrain.command",
     "export": "speechfm.export.command",
     "finetune": "speechfm.finetune.command",

@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--valid-hours", type=float, default=None, dest="valid_hours",
                    help="validation hours per channel (default 2)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-fingerprint", dest="fingerprint", action="store_const", const=False,
+                   default=None, help="no audio fingerprints (`speechfm dedup` needs them)")
     p.add_argument("--slurm", action="store_true",
                    help="build units as Slurm array tasks through submitit (site 'slurm' keys); "
                         "also when the site's prepare section says executor: slurm")
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     site = load_site(args.site).prepare
     settings = dict(site.config)
-    for key in ("unit", "vad", "webrtc_aggressiveness", "valid_hours", "seed"):
+    for key in ("unit", "vad", "webrtc_aggressiveness", "valid_hours", "seed", "fingerprint"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     config = PrepareConfig.from_dict(settings, source=args.site)

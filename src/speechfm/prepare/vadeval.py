@@ -10,17 +10,15 @@ or has another schema is skipped with a warning naming it, never a crash after t
 from __future__ import annotations
 
 import json
-import logging
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from speechfm.core.constants import GROUND_TRUTH_SUFFIX, INDEX_SUFFIX
+from speechfm.core.constants import INDEX_SUFFIX
 from speechfm.core.segment import read_index
-
-log = logging.getLogger(__name__)
+from speechfm.core.truth import TruthError, read_all
 
 FRAME = 0.01  # seconds per evaluation frame
 KINDS = ("speech", "music", "noise", "jingle")
@@ -34,48 +32,27 @@ def _mask(n: int, spans: list[tuple[float, float]]) -> np.ndarray:
     return m
 
 
-class TruthError(Exception):
-    """A ground-truth file that cannot be used (the message says why)."""
-
-
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def read_truth(path: Path) -> dict[str, Any]:
-    """One ground-truth file: `file` (the source, relative to the archive), `duration` (s) and
-    `intervals` ({start, end, kind}). Raises TruthError saying what is wrong with it."""
-    try:
-        truth = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TruthError(f"not readable JSON ({exc})") from None
-    if not isinstance(truth, dict):
-        raise TruthError("not a JSON object")
-    missing = [k for k in ("file", "duration", "intervals") if k not in truth]
-    if missing:
-        raise TruthError(f"no {', '.join(repr(k) for k in missing)} field")
-    if not isinstance(truth["file"], str) or not _number(truth["duration"]) \
-            or truth["duration"] <= 0 or not isinstance(truth["intervals"], list):
-        raise TruthError("'file' must be a path, 'duration' seconds, 'intervals' a list")
+def check_truth(truth: dict[str, Any]) -> None:
+    """The fields VAD scoring reads: `duration` (s) and `intervals` ({start, end, kind}); raises
+    TruthError saying what is wrong."""
+    if not _number(truth.get("duration")) or truth["duration"] <= 0:
+        raise TruthError("no 'duration' in seconds")
+    if not isinstance(truth.get("intervals"), list):
+        raise TruthError("no 'intervals' list")
     for iv in truth["intervals"]:
         if not (isinstance(iv, dict) and _number(iv.get("start")) and _number(iv.get("end"))
                 and isinstance(iv.get("kind"), str)):
             raise TruthError(f"an interval is not {{start, end, kind}}: {str(iv)[:80]}")
-    return truth
 
 
 def evaluate(archive: Path, out: Path) -> dict[str, Any]:
     """Pooled frame counts over every source with usable ground truth, as ratios; without any,
     `{"ground_truth": false}` and the number of files skipped."""
-    truth_paths = sorted(archive.rglob(f"*{GROUND_TRUTH_SUFFIX}"))
-    truths = []
-    for path in truth_paths:
-        try:
-            truths.append(read_truth(path))
-        except TruthError as exc:
-            log.warning("%s: skipped for VAD quality, not a ground-truth file of the demo's "
-                        "schema: %s", path, exc)
-    skipped = len(truth_paths) - len(truths)
+    truths, skipped = read_all(archive, "VAD quality", check_truth)
     if not truths:
         return {"ground_truth": False, "truth_files": 0, "truth_files_skipped": skipped}
 
