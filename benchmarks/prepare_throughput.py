@@ -95,23 +95,32 @@ def decode_only(archive: Path) -> None:
 
 
 def split_benchmark(rows: int = 1_000_000) -> dict[str, float]:
-    """Seconds to split `rows` segments of 4 channels and write train/valid manifests."""
+    """Seconds to split `rows` segments of 4 channels (by source file, 600 segments each) and to
+    write train/valid manifests with their segment indexes."""
     import numpy as np
 
-    from speechfm.core.segment import Segment
-    from speechfm.prepare.manifests import split_valid, write_manifests
+    from speechfm.prepare.columns import SegmentColumns
+    from speechfm.prepare.manifests import valid_rows, write_manifests
 
     rng = np.random.default_rng(0)
-    frames = rng.integers(32_000, 480_000, rows).tolist()
-    segs = [Segment(shard=f"shards/ch{i % 4}/2021-{i % 12 + 1:02d}.tar", member=f"{i}.flac",
-                    offset=512 * i, size=1000, frames=frames[i], source="x.ts", start=0.0,
-                    end=1.0, sha256="", channel=f"ch{i % 4}") for i in range(rows)]
+    per_unit = rows // 48  # 4 channels x 12 months
+    source = np.arange(rows, dtype=np.int32) // 600
+    cols = SegmentColumns(
+        channels=[f"ch{u % 4}" for u in range(48)],
+        shards=[f"shards/ch{u % 4}/2021-{u // 4 + 1:02d}.tar" for u in range(48)],
+        sources=[f"s{i}.ts" for i in range(int(source[-1]) + 1)],
+        source_channel=[f"ch{(i * 600 // per_unit) % 4}" for i in range(int(source[-1]) + 1)],
+        unit_rows=np.minimum(np.arange(49, dtype=np.int64) * per_unit, rows),
+        shard=np.minimum(np.arange(rows) // per_unit, 47).astype(np.int32),
+        offset=np.arange(rows, dtype=np.int64) * 512, size=np.full(rows, 1000, np.uint32),
+        frames=rng.integers(32_000, 480_000, rows).astype(np.int32), source=source)
+    cols.unit_rows[-1] = rows
     t0 = time.perf_counter()
-    split_valid([s.channel for s in segs], np.array(frames), 2.0, 0.1, 0)
+    valid_rows(cols, 2.0, 0.1, 0)
     split_only = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        write_manifests(Path(tmp), segs, 2.0, 0.1, 0)
+        write_manifests(Path(tmp), cols, 2.0, 0.1, 0)
         with_writing = time.perf_counter() - t0
     return {"rows": rows, "split_s": round(split_only, 3), "split_and_write_s": round(with_writing, 3)}
 

@@ -43,6 +43,20 @@ def require(tool: str) -> str:
     return path
 
 
+def assert_lumi_network(script: str) -> None:
+    """RCCL can reach Slingshot: host libfabric + CXI bound in, the aws-ofi-rccl plugin on the
+    container's library path, every rank checks it first, one failed rank ends the step."""
+    step = next(line for line in script.splitlines() if "-m speechfm.launch." in line)
+    for bind in ("/var/spool/slurmd", "/opt/cray", "/usr/lib64/libcxi.so.1",
+                 "/usr/lib64/libjansson.so.4"):
+        assert f" -B {bind} " in step, bind
+    assert ":/opt/aws-ofi-rccl " in step  # the plugin built with LUMI's EasyBuild recipe
+    assert "--env LD_LIBRARY_PATH=/opt/aws-ofi-rccl/lib:/opt/cray/libfabric/" in step
+    assert step.startswith("srun --kill-on-bad-exit=1 ")
+    assert 'export SPEECHFM_REQUIRE_NET_PLUGIN="1"' in script
+    assert 'export NCCL_SOCKET_IFNAME="hsn0,hsn1,hsn2,hsn3"' in script
+
+
 FINNISH_VOCAB = ["<pad>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyzåäö"]
 
 

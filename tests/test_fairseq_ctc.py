@@ -14,7 +14,9 @@ from speechfm.core.labeled import read_table
 from speechfm.core.presets import load_pretrain
 from speechfm.finetune.fairseq_ctc import build_config, train
 from speechfm.launch import FairseqJob, run_local, write_job
+from speechfm.launch.userdir import INDEXED_TASKS
 from speechfm.pretrain import build_config as pretrain_config
+from tests.conftest import assert_lumi_network
 from tests.shard_manifest import make_shard_manifest
 
 TINY_CTC = {
@@ -29,6 +31,9 @@ TINY_CTC = {
     "model": {"mask_prob": 0.5, "mask_channel_prob": 0.5, "mask_channel_length": 8,
               "layerdrop": 0.0, "feature_grad_mult": 0.0},
 }
+
+
+FINETUNING_TASK = INDEXED_TASKS[1]
 
 
 def _letters(text: str) -> list[str]:
@@ -58,6 +63,8 @@ def write_labeled(demo: Path, out: Path) -> Path:
 
 @pytest.mark.slow
 def test_ctc_fine_tuning_from_a_tiny_pretraining(small_demo: Path, tmp_path: Path) -> None:
+    """Both through the segment index (the tasks of the base/large/xlarge presets): tar-member
+    entries for pre-training, plain files for the labeled data."""
     import mlflow
     import torch
 
@@ -66,16 +73,21 @@ def test_ctc_fine_tuning_from_a_tiny_pretraining(small_demo: Path, tmp_path: Pat
     manifest = make_shard_manifest(small_demo, tmp_path / "shards")
     pre = FairseqJob(save_dir=tmp_path / "pre", tracking_uri=f"sqlite:///{tmp_path / 'ml.db'}")
     write_job(pre, pretrain_config(load_pretrain("tiny"), manifest, pre.save_dir, 1, True,
-                                   overrides=["optimization.max_update=2"]))
+                                   overrides=["optimization.max_update=2",
+                                              "task._name=speechfm_audio_pretraining"]))
     assert run_local(pre) == 0
+    assert "IndexedAudioPretrainingTask" in (pre.save_dir / "train.log").read_text()
     data = write_labeled(small_demo, tmp_path / "labeled")
     with pytest.raises(SpeechfmError, match="no such pre-trained checkpoint"):
         build_config(data, tmp_path / "ctc", TINY_CTC, tmp_path / "nope.pt")
 
     uri = f"sqlite:///{tmp_path / 'ml.db'}"
     with start_run("finetune-test", "ctc", uri=uri) as run:  # as the finetune verb opens it
-        best = train(data, tmp_path / "ctc", TINY_CTC, init=pre.save_dir / "checkpoint_last.pt",
-                     cpu=True, tracking_uri=uri, mlflow_run_id=run.run_id)
+        best = train(data, tmp_path / "ctc", TINY_CTC | {"task": {"_name": FINETUNING_TASK}},
+                     init=pre.save_dir / "checkpoint_last.pt", cpu=True, tracking_uri=uri,
+                     mlflow_run_id=run.run_id)
+    assert (data / "train.idx").is_dir() and (data / "valid.idx").is_dir()  # built at launch
+    assert "IndexedAudioFinetuningTask" in (tmp_path / "ctc" / "train.log").read_text()
     logged = mlflow.MlflowClient(uri).get_run(run.run_id).data
     assert logged.params["model._name"] == "wav2vec_ctc" and "valid/wer" in logged.metrics
     assert "train_inner/loss" in logged.metrics
@@ -120,4 +132,5 @@ def test_base_ctc_on_lumi_simulates_128_gpus_with_8_gcds(small_demo: Path, tmp_p
                      run_name="ctc", stage="finetune")
     script = render_sbatch(job, load_site("lumi"), Path("/scratch/project_465000000"))
     assert "#SBATCH --nodes=1" in script and "#SBATCH --gpus-per-node=8" in script
-    assert 'MIOPEN_FIND_MODE="2"' in script and "apptainer exec" in script
+    assert 'MIOPEN_FIND_MODE="2"' in script and "singularity exec --rocm" in script
+    assert_lumi_network(script)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,28 @@ def test_transformers_backend_from_a_fairseq_pretraining_checkpoint(small_demo: 
     layer = model.wav2vec2.encoder.layers[0].attention.q_proj.weight
     assert not torch.equal(layer, fs_model.encoder.layers[0].self_attn.q_proj.weight)  # trained
     assert model.config.hidden_size == TINY["encoder_embed_dim"]
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_transformers_backend_on_lumi_renders_a_slurm_job_matching_golden_file() -> None:
+    """`finetune --site lumi --gpus 16` (transformers) trains on two compute nodes, never on the
+    login node: 16 srun tasks, each `speechfm.launch.rank` running the same command."""
+    from speechfm.core.sites import load_site
+    from speechfm.launch.slurm import render_command_sbatch
+    from tests.conftest import assert_lumi_network
+
+    argv = ["finetune", "--backend", "transformers", "--preset", "base", "--labeled",
+            "/scratch/project_465000000/labeled", "--init", "runs/pretrain/checkpoint_last.pt",
+            "--out", "runs/finetune", "--site", "lumi", "--gpus", "16", "--epochs", "80"]
+    script = render_command_sbatch("finetune", Path("/scratch/project_465000000/runs/finetune"),
+                                   16, argv, load_site("lumi"), Path("/scratch/project_465000000"))
+    golden = GOLDEN / "finetune_transformers_lumi_16.sbatch"
+    if os.environ.get("SPEECHFM_UPDATE_GOLDEN"):
+        golden.write_text(script)
+    assert script == golden.read_text()
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=8" in script
+    assert "python3 -m speechfm.launch.rank finetune --backend transformers" in script
+    assert "--signal" not in script and "requeue" not in script  # the Trainer cannot act on them
+    assert_lumi_network(script)

@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 
 from speechfm.cli import main
+from speechfm.core.errors import SpeechfmError
 from speechfm.interpret import ig
 from speechfm.interpret.data import list_utterances, load_audio
 from speechfm.interpret.lur import LurRun, analyse, load_model
@@ -92,18 +93,25 @@ def stable_layer_norm_model(tmp_path: Path, reference_dir: Path) -> Path:
     return tmp_path
 
 
-@pytest.mark.parametrize("layout", ["post-ln", "stable-ln"])
-def test_layer_ig_matches_captum_for_every_layer_and_token(layout, tiny_ctc_model_dir, test_tsv,
-                                                           tmp_path):
+def one_utterance(layout, tiny_ctc_model_dir, test_tsv, tmp_path, index):
+    """(model, input values, forward, predicted targets, LayerTop) of test utterance `index`
+    with the post-LN or the stable-LN layout."""
     model_dir = (tiny_ctc_model_dir if layout == "post-ln"
                  else stable_layer_norm_model(tmp_path, tiny_ctc_model_dir))
     model, _ = load_model(model_dir, "cpu", "float32")
-    values = features(model_dir, test_tsv)[0]
+    values = features(model_dir, test_tsv)[index]
     fwd = ig.forward_utterance(model, values)
     targets = ig.targets_of(fwd.predicted, model.config.pad_token_id)
     assert len(targets) >= 3, "the test must exercise several predicted characters"
+    return model, values, fwd, targets, ig.LayerTop(model)
+
+
+@pytest.mark.parametrize("layout", ["post-ln", "stable-ln"])
+def test_layer_ig_matches_captum_for_every_layer_and_token(layout, tiny_ctc_model_dir, test_tsv,
+                                                           tmp_path):
+    model, values, fwd, targets, top = one_utterance(layout, tiny_ctc_model_dir, test_tsv,
+                                                     tmp_path, 0)
     alphas, weights = ig.quadrature("gausslegendre", STEPS)
-    top = ig.LayerTop(model)
     for layer in range(model.config.num_hidden_layers):
         attr, base_scores = ig.layer_attributions(top, layer, fwd.layers[layer],
                                                   fwd.baseline_layers[layer], targets, alphas, weights)
@@ -120,6 +128,30 @@ def test_layer_ig_matches_captum_for_every_layer_and_token(layout, tiny_ctc_mode
         assert torch.allclose(attr.sum((1, 2)), diff, rtol=1e-2, atol=1e-2)
         # and the baseline really is zero audio through the whole network
         assert torch.allclose(base_scores, fwd.baseline_logits[:, targets].sum(0), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("layout", ["post-ln", "stable-ln"])
+def test_batched_backwards_equal_the_loop(layout, tiny_ctc_model_dir, test_tsv, tmp_path,
+                                          monkeypatch):
+    """The vmapped per-character backwards (the GPU default) give the loop's attributions, also
+    when the memory budget splits the characters into groups."""
+    model, _, fwd, targets, top = one_utterance(layout, tiny_ctc_model_dir, test_tsv, tmp_path, 1)
+    alphas, weights = ig.quadrature("gausslegendre", STEPS)
+    for layer in range(model.config.num_hidden_layers):
+        args = (top, layer, fwd.layers[layer], fwd.baseline_layers[layer], targets, alphas, weights)
+        loop, base_loop = ig.layer_attributions(*args)
+        batched, base_batched = ig.layer_attributions(*args, batched=True)
+        assert torch.equal(base_loop, base_batched)
+        assert (batched - loop).abs().max() <= 1e-6 * loop.abs().max(), layer
+        with monkeypatch.context() as m:  # a budget of two targets per backward, 3 steps a chunk
+            budget = 2 * 3 * ig._layer_bytes(top, fwd.layers[layer].shape[0], 4)
+            m.setattr(ig, "memory_budget", lambda device, budget=budget: budget)
+            grouped, _ = ig.layer_attributions(*args, chunk=3, batched=True)
+        assert (grouped - loop).abs().max() <= 1e-6 * loop.abs().max(), layer
+    assert ig.batched_targets("auto", "cpu") is False and ig.batched_targets("auto", "cuda:0")
+    assert ig.batched_targets("batched", "cpu") and not ig.batched_targets("loop", "cuda")
+    with pytest.raises(SpeechfmError, match="unknown target batching"):
+        ig.batched_targets("vmap", "cpu")
 
 
 def test_gelu_keeping_derivative_is_torchs_gelu_and_is_put_back(tiny_ctc_model_dir):
@@ -140,8 +172,9 @@ def test_gelu_keeping_derivative_is_torchs_gelu_and_is_put_back(tiny_ctc_model_d
 
 def test_lur_matches_plain_reference(tiny_ctc_model_dir, test_tsv, tmp_path):
     cfg = LurRun(model_dir=tiny_ctc_model_dir, data=test_tsv, out=tmp_path / "r", steps=STEPS,
-                 dtype="float64", limit=2)
+                 dtype="float64", limit=2, target_batching="batched")
     report = analyse(cfg)
+    assert report["settings"]["target_batching"] == "batched"
     model, _ = load_model(tiny_ctc_model_dir, "cpu", "float64")
     ref_lur, ref_means = reference_lur(model, features(tiny_ctc_model_dir, test_tsv, torch.float64)[:2],
                                        STEPS)

@@ -29,6 +29,7 @@ from speechfm.prepare.manifests import split_valid
 from speechfm.prepare.pipeline import prepare
 from speechfm.prepare.vadeval import evaluate
 from tests.conftest import ROOT, run_speechfm
+from tests.merge_reference import reference_merge
 
 
 def prepare_cli(archive: Path, out: Path, *extra: str) -> dict:
@@ -105,6 +106,60 @@ def test_default_vad_rejects_music_and_noise(prepared: Path, small_demo: Path,
     assert fast["music_kept"] > 3 * default["music_kept"]  # why webrtc is not the default
 
 
+def test_vad_quality_is_written_for_every_archive_and_odd_ground_truth_is_skipped(
+        prepared: Path, small_demo: Path, tmp_path: Path) -> None:
+    """Ground truth of another schema or broken JSON beside the files: prepare finishes (no
+    `KeyError: 'duration'` after every unit was built), warns naming each such file, scores
+    with the rest; with none usable the metric says so."""
+    quality = json.loads((prepared / "vad_quality.json").read_text())
+    assert quality["ground_truth"] is True and quality["truth_files"] == 8
+    archive, out = tmp_path / "archive", tmp_path / "out"
+    shutil.copytree(small_demo / "archive", archive)
+    shutil.copytree(prepared, out)  # the same units, already built
+    truths = sorted(archive.rglob("*.truth.json"))
+    truths[0].write_text('{"file": "x.ts", "segments": []}')  # another schema
+    truths[1].write_text('{"file": "x.ts", "dur')  # cut short
+    result = run_speechfm("prepare", archive, "--out", out, "--workers", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout)["built"] == 0
+    for bad in truths[:2]:
+        assert f"{bad}: skipped for VAD quality" in result.stderr
+    quality = json.loads((out / "vad_quality.json").read_text())
+    assert quality["truth_files"] == 6 and quality["truth_files_skipped"] == 2
+    assert quality["speech_recall"] >= 0.9
+    for truth in truths:
+        truth.unlink()
+    (archive / "notes.truth.json").write_text("[1, 2]")
+    result = run_speechfm("prepare", archive, "--out", out, "--workers", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((out / "vad_quality.json").read_text()) == {
+        "ground_truth": False, "truth_files": 0, "truth_files_skipped": 1}
+
+
+def test_inventory_lists_every_file_without_reading_it(small_demo: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    shutil.copytree(small_demo / "archive", archive)
+    (archive / ".hidden").mkdir()
+    (archive / ".hidden" / "x.ts").write_bytes(b"")
+    out = tmp_path / "inventory.tsv"
+    result = run_speechfm("inventory", archive, "--out", out)
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("\t") for line in out.read_text().splitlines()]
+    assert rows[0] == ["path", "bytes", "mtime_ns"]
+    files = sorted(p for p in archive.rglob("*") if p.is_file() and ".hidden" not in p.parts)
+    assert [r[0] for r in rows[1:]] == [p.relative_to(archive).as_posix() for p in files]
+    assert all(int(r[1]) == (archive / r[0]).stat().st_size for r in rows[1:])
+    before = out.stat().st_mtime_ns
+    assert run_speechfm("inventory", archive, "--out", out).returncode == 0
+    assert out.stat().st_mtime_ns == before  # unchanged archive: the file is left as it is
+    first = archive / rows[1][0]
+    first.write_bytes(first.read_bytes() + b"\0")
+    assert run_speechfm("inventory", archive, "--out", out).returncode == 0
+    assert out.read_text().splitlines()[1].split("\t")[1] == str(int(rows[1][1]) + 1)
+    missing = run_speechfm("inventory", tmp_path / "nowhere", "--out", out)
+    assert missing.returncode == 2 and "archive folder not found" in missing.stderr
+
+
 def test_rerun_builds_nothing_and_changes_nothing(prepared: Path, small_demo: Path) -> None:
     before = manifest_bodies(prepared)
     summary = prepare_cli(small_demo / "archive", prepared, "--workers", "2")
@@ -171,6 +226,57 @@ def test_units_by_period(tmp_path: Path) -> None:
         (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / p).write_bytes(b"x")
     assert [u.key for u in plan_units(tmp_path, "month")] == ["radio/undated", "yle_tv1/2021-01"]
+
+
+def test_valid_split_is_by_source_file_and_equals_the_in_memory_reference(
+        prepared: Path, small_demo: Path) -> None:
+    """No broadcast hour on both sides; the streaming merge writes, byte for byte, what a plain
+    in-memory implementation of the same rules writes (statistics as before the split change)."""
+    source_of = {seg.manifest_path: seg.source for idx in (prepared / "shards").rglob(
+        "*.index.jsonl") for seg in read_index(idx)}
+    sides = {}
+    for name in ("train", "valid"):
+        _, rows = read_manifest(prepared / "manifests" / f"{name}.tsv")
+        sides[name] = {source_of[f"{s}:{o}:{n}"] for s, o, n, _ in rows}
+    assert sides["train"] and sides["valid"] and not sides["train"] & sides["valid"]
+    config = PrepareConfig()
+    expected = reference_merge(prepared, plan_units(small_demo / "archive", "month"), config)
+    assert {k for k in expected if k.startswith("manifests/")} == {
+        p.relative_to(prepared).as_posix() for p in (prepared / "manifests").glob("*.tsv")}
+    for name, data in expected.items():
+        assert (prepared / name).read_bytes() == data, name
+
+
+def test_indexed_dataset_returns_what_file_audio_dataset_returns(prepared: Path) -> None:
+    """Every entry of every demo manifest: the same tensors, sizes, order and batches; and the
+    index prepare wrote is the one built from the manifest's text."""
+    from fairseq.data import FileAudioDataset
+
+    from speechfm.core.segment_index import build_index, index_dir
+    from speechfm.launch.indexed_audio import IndexedAudioDataset
+
+    manifests = sorted((prepared / "manifests").glob("*.tsv"))
+    assert len(manifests) == 6
+    for tsv in manifests:
+        written = {p.name: p.read_bytes() for p in index_dir(tsv).iterdir()}
+        build_index(tsv)
+        assert {p.name: p.read_bytes() for p in index_dir(tsv).iterdir()} == written
+        for kw in ({}, {"normalize": True, "pad": True, "max_sample_size": 48000}):
+            ours = IndexedAudioDataset(str(tsv), SAMPLE_RATE, **kw)
+            theirs = FileAudioDataset(str(tsv), SAMPLE_RATE, **kw)
+            assert len(ours) == len(theirs) > 0
+            assert np.array_equal(ours.sizes, theirs.sizes)
+            for i in range(len(theirs)):
+                a, b = ours[i], theirs[i]
+                assert a["id"] == b["id"] and a["source"].dtype == b["source"].dtype
+                assert np.array_equal(a["source"].numpy(), b["source"].numpy())
+            np.random.seed(3)
+            order = theirs.ordered_indices()
+            np.random.seed(3)
+            assert np.array_equal(ours.ordered_indices(), order)
+            batches = ours.batch_by_size(order, max_tokens=400_000)
+            assert [b.tolist() for b in batches] == [
+                b.tolist() for b in theirs.batch_by_size(order, max_tokens=400_000)]
 
 
 def test_split_is_seeded_per_channel_and_by_hours() -> None:

@@ -18,7 +18,7 @@ from speechfm.launch import FairseqJob, compose_config
 from speechfm.launch.slurm import layout, render_sbatch
 from speechfm.launch.worker import expand_hostlist, rank_environment
 from speechfm.pretrain import build_config
-from tests.conftest import ROOT, run_speechfm
+from tests.conftest import ROOT, assert_lumi_network, run_speechfm
 from tests.shard_manifest import make_shard_manifest
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -135,8 +135,10 @@ def test_lumi_sbatch_matches_golden_file(gpus: int, golden: str) -> None:
         (GOLDEN / golden).write_text(script)
     assert script == (GOLDEN / golden).read_text()
     assert "scontrol show" not in script
+    assert_lumi_network(script)
     with pytest.raises(SpeechfmError, match="do not fill whole nodes"):
         layout(site, 12)
+
 
 
 def _num_updates(checkpoint: Path) -> int:
@@ -230,3 +232,27 @@ def test_tiny_pretrain_as_two_srun_tasks_on_slurm(manifest: Path, tmp_path: Path
     assert "distributed init (rank 0)" in output and "distributed init (rank 1)" in output
     assert "done training" in (out / "train.log").read_text()
     assert _num_updates(out / "checkpoint_last.pt") == 4
+
+
+@pytest.mark.slow
+def test_a_checkpoint_last_cut_short_resumes_from_the_newest_loadable_one(
+        manifest: Path, tmp_path: Path) -> None:
+    """A kill during fairseq's copy onto checkpoint_last.pt (here: the file cut in half, and the
+    newest interval and best checkpoints too) resumes from the newest checkpoint that loads,
+    with a warning; never from update 0."""
+    out = tmp_path / "run"
+    args = ["pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out, "--cpu",
+            "--tracking-uri", "none", "--set", "checkpoint.save_interval_updates=2"]
+    first = run_speechfm(*args, "--set", "optimization.max_update=4", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    (two,) = out.glob("checkpoint_*_2.pt")
+    (four,) = out.glob("checkpoint_*_4.pt")
+    for damaged in (out / "checkpoint_last.pt", four, out / "checkpoint_best.pt"):
+        os.truncate(damaged, damaged.stat().st_size // 2)
+    again = run_speechfm(*args, "--set", "optimization.max_update=6", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    output = again.stdout + again.stderr
+    assert f"resuming from {two.name} (update 2) instead" in output
+    assert "@ 2 updates)" in (out / "train.log").read_text()  # fairseq's "Loaded checkpoint"
+    assert _num_updates(out / "checkpoint_last.pt") == 6
+    assert (out / "checkpoint_last.pt.damaged").exists()

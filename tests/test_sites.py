@@ -23,6 +23,9 @@ def test_lumi_site_is_typed() -> None:
     assert site.train.gpus_per_node == 8 and site.train.container is not None
     assert site.train.env["MIOPEN_FIND_MODE"] == "2"
     assert site.prepare.slurm.units_per_task == 1
+    assert site.train.require_net_plugin is True  # no training over TCP sockets on LUMI
+    assert site.train.container.env["LD_LIBRARY_PATH"].startswith("/opt/aws-ofi-rccl/lib:")
+    assert load_site("local-slurm").train.require_net_plugin is False
 
 
 @pytest.mark.parametrize("text, key", [
@@ -30,6 +33,7 @@ def test_lumi_site_is_typed() -> None:
     ("prepare:\n  wokers: 2\n", "prepare.wokers"),
     ("trian:\n  executor: local\n", "trian"),
     ("train:\n  container: {image: x.sif, bind: [/scratch]}\n", "train.container.bind"),
+    ("train:\n  require_netplugin: true\n", "train.require_netplugin"),
 ])
 def test_a_misspelt_key_is_an_error_naming_key_and_file(tmp_path: Path, text: str,
                                                         key: str) -> None:

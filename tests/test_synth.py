@@ -111,14 +111,75 @@ def test_ground_truth_matches_audio(small_demo: Path) -> None:
     assert {"speech", "music"} <= kinds
 
 
+def _similarity(a: np.ndarray, b: np.ndarray, max_lag: int = 800) -> float:
+    """Highest normalised correlation of two clips over lags up to `max_lag` samples (codecs
+    delay the audio by a few hundred samples)."""
+    from scipy.signal import correlate
+
+    n = min(len(a), len(b))
+    a, b = a[:n] - a[:n].mean(), b[:n] - b[:n].mean()
+    full = correlate(a, b, mode="full", method="fft")
+    mid = n - 1
+    return float(np.abs(full[mid - max_lag:mid + max_lag + 1]).max()
+                 / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+
+
+def test_repeats_are_the_same_sound_and_near_misses_are_not(small_demo: Path) -> None:
+    """Occurrences of one item in two files are the same audio (through other gains, codecs and
+    rates); a host's or bed's occurrences are not; the ground truth names a rerun."""
+    from collections import defaultdict
+
+    occurrences: dict[str, dict[str, list]] = {"repeats": defaultdict(list),
+                                               "near_misses": defaultdict(list)}
+    audio, chains, programme = {}, {}, {}
+    for f in archive_files(small_demo):
+        truth = json.loads(f.with_name(f.stem + GROUND_TRUTH_SUFFIX).read_text())
+        audio[f], chains[f] = decode16k(f), (truth["channel"]["codec"],
+                                             truth["channel"]["sample_rate"])
+        programme[f] = next(r["id"] for r in truth["repeats"] if r["id"].startswith("programme"))
+        for field, found in occurrences.items():
+            for occ in truth[field]:
+                found[occ["id"]].append((f, occ))
+    repeated = {k: v for k, v in occurrences["repeats"].items() if len(v) >= 2}
+    assert {k.split("-")[0] for k in repeated} >= {"ident", "programme"}
+    across = set()
+    for name, items in repeated.items():
+        (f1, o1), (f2, o2) = items[0], items[1]
+        seconds = min(o1["end"] - o1["start"], o2["end"] - o2["start"], 8.0)
+        clips = [audio[f][int(o["start"] * 16000):int((o["start"] + seconds) * 16000)]
+                 for f, o in ((f1, o1), (f2, o2))]
+        assert _similarity(*clips) > 0.9, name
+        if chains[f1] != chains[f2]:
+            across.add(name.split("-")[0])
+    assert "programme" in across  # the rerun went through another channel's chain
+    compared = 0
+    for name, items in occurrences["near_misses"].items():
+        f1, o1 = items[0]
+        # another programme: a rerun repeats the host's and the bed's sentences too
+        others = [x for x in items if programme[x[0]] != programme[f1]]
+        if not others:
+            continue
+        f2, o2 = others[0]
+        compared += 1
+        seconds = min(o1["end"] - o1["start"], o2["end"] - o2["start"])
+        clips = [audio[f][int(o["start"] * 16000):int((o["start"] + seconds) * 16000)]
+                 for f, o in ((f1, o1), (f2, o2))]
+        assert _similarity(*clips) < 0.5, name
+    assert compared >= 1
+
+
 def test_programme_mixes_every_kind_of_sound() -> None:
     from datetime import date
 
     from speechfm.synth.archive import DEFAULT_CHANNELS, HourSpec, compose
+    from speechfm.synth.repeats import Library
     from speechfm.synth.text import split_sentences
 
     spec = HourSpec(DEFAULT_CHANNELS[2], date(2021, 1, 31), 6, 240.0, seed=(0, 0, 0, 0))
-    audio, intervals = compose(spec, split_sentences(0, 10, 10, 10).archive)
+    sentences = split_sentences(0, 10, 10, 10).archive
+    library = Library.build(0, list(DEFAULT_CHANNELS), sentences)
+    audio, truth = compose(spec, sentences, library)
+    intervals = truth["intervals"]
     assert audio.size == 240 * spec.channel.sample_rate
     kinds = {iv["kind"] for iv in intervals}
     assert kinds == {"speech", "music", "noise", "jingle", "silence"}

@@ -18,9 +18,11 @@ from speechfm.core.errors import SpeechfmError
 # verb -> module; the order is the order of the recipe and of `speechfm --help`.
 COMMANDS: dict[str, str] = {
     "synth": "speechfm.synth.command",
+    "inventory": "speechfm.prepare.inventory_command",
     "convert": "speechfm.prepare.convert_command",
     "prepare": "speechfm.prepare.command",
     "verify": "speechfm.prepare.verify_command",
+    "dedup": "speechfm.dedup.command",
     "pretrain": "speechfm.pretrain.command",
     "export": "speechfm.export.command",
     "finetune": "speechfm.finetune.command",

@@ -2,6 +2,8 @@
 
 constants, errors   sample rate, segment limits, file naming; user-facing errors
 segment, manifest   a segment in a tar shard (the shard index) and fairseq manifests of them
+segment_index       a manifest's entries as memory-mapped columns, for training at scale
+fingerprint         a segment's audio fingerprint and the shard sidecar prepare writes for dedup
 audio, vad          decoding with ffmpeg, reading clips; voice activity detection and cutting
 text, labeled       transcript normalisation + CTC vocabulary; the one labeled-table reader
 ctc, scoring        batched CTC inference, greedy/beam decoding, timestamps; WER/CER

@@ -17,3 +17,9 @@ GROUND_TRUTH_SUFFIX = ".truth.json"
 
 SHARD_SUFFIX = ".tar"
 INDEX_SUFFIX = ".index.jsonl"
+
+SHARDS_DIR = "shards"
+"""Folder of a prepared dataset holding `<channel>/<unit>.tar` shards and their sidecars."""
+
+DONE_SUFFIX = ".done.json"
+"""A unit's completion record, `shards/<channel>/<unit>.done.json`, written after its shards."""

@@ -30,6 +30,9 @@ class Container(_Strict):
     exec: list[str] = Field(default_factory=lambda: ["apptainer", "exec"])
     binds: list[str] = Field(default_factory=list)
     """Host paths mounted into the container (project, scratch, flash folders; host libraries)."""
+    env: dict[str, str] = Field(default_factory=dict)
+    """Variables set inside the container (`--env KEY=VALUE`), e.g. the LD_LIBRARY_PATH that
+    finds the host's libfabric and the RCCL network plugin bound in."""
 
 
 class TrainSite(_Strict):
@@ -56,6 +59,9 @@ class TrainSite(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     node_setup: list[str] = Field(default_factory=list)
     node_cleanup: list[str] = Field(default_factory=list)
+    require_net_plugin: bool = False
+    """Every rank checks for an RCCL/NCCL network plugin (e.g. aws-ofi-rccl) on its library path
+    before training starts and fails at once without one, instead of training over TCP sockets."""
 
 
 class PrepareSlurm(_Strict):

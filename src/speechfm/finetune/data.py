@@ -120,3 +120,16 @@ def _write_lines(path: Path, lines: list[str]) -> None:
     tmp = path.with_name(path.name + ".part")
     tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     os.replace(tmp, path)
+
+
+def digest(data: Path) -> str:
+    """sha256 over a prepared folder's tables (manifests, targets, dictionaries): whether the
+    labeled data of a run changed since its checkpoints were made."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(p for p in data.iterdir()
+                       if p.suffix in (".tsv", ".ltr", ".wrd", ".txt", ".json")
+                       and p.name != REPORT_JSON):
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()

@@ -14,9 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from speechfm.core.checkpoint import export_checkpoint
+from speechfm.core.curves import fairseq_curve, write_curve
 from speechfm.core.errors import SpeechfmError
+from speechfm.finetune.data import digest
 from speechfm.launch import FairseqJob, compose_config, run_local, write_job
-from speechfm.launch.job import distributed_settings, update_freq
+from speechfm.launch.job import LOG_NAME, distributed_settings, update_freq
+from speechfm.launch.resume import FAIRSEQ_LENGTH, fairseq_settings, file_identity, settle_run
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,8 @@ def _pretraining_settings(init: Path) -> dict[str, Any]:
     import torch
 
     try:
-        state = torch.load(init, map_location="cpu", weights_only=False)
+        # memory-mapped: only the pickled config is read, not the weights
+        state = torch.load(init, map_location="cpu", weights_only=False, mmap=True)
     except (OSError, RuntimeError, EOFError) as exc:
         raise SpeechfmError(f"cannot read the pre-trained checkpoint: {exc}", path=init) from exc
     cfg = state.get("cfg") or {}
@@ -109,6 +113,10 @@ def train(data_dir: Path, out: Path, fairseq: dict[str, Any], init: Path | None 
           mlflow_run_id: str | None = None, wait: bool = True) -> Path:
     """Fine-tune with CTC into `out`; returns `out/checkpoint_best.pt` (lowest validation WER).
 
+    The checkpoints in `out` are resumed when only the run's length changed (e.g. a raised
+    max_update); any other change, or `resume=False`, starts afresh (the old folder kept as
+    `out.previous`).
+
     `mlflow_run_id` makes rank 0 log into that (already created) run instead of a new one.
     With a Slurm `site` the job is submitted (and waited for when `wait`)."""
     from speechfm.core.sites import load_site
@@ -116,9 +124,6 @@ def train(data_dir: Path, out: Path, fairseq: dict[str, Any], init: Path | None 
     from speechfm.launch.slurm import submit
 
     out = out.resolve()
-    if not resume and (out / "checkpoint_last.pt").exists():
-        raise SpeechfmError("holds a checkpoint of an earlier run", path=out,
-                            hint="resume it, or fine-tune into a new folder")
     site_cfg = load_site(site)
     slurm = site_cfg.train.executor == "slurm"
     if cpu is None:
@@ -130,6 +135,12 @@ def train(data_dir: Path, out: Path, fairseq: dict[str, Any], init: Path | None 
             cpu = not torch.cuda.is_available()
     config = build_config(data_dir, out, fairseq, init, nproc, cpu, update_freq, w2v_args,
                           overrides)
+    # resume only if nothing but the length changed: settings, pre-trained model, labeled data
+    length_free = build_config(data_dir, out, fairseq, init, nproc, cpu, update_freq, w2v_args,
+                               [*overrides, *FAIRSEQ_LENGTH])
+    settle_run(out, {"fairseq": fairseq_settings(length_free), "init": file_identity(init),
+                     "data": digest(data_dir)},
+               has_checkpoint=(out / "checkpoint_last.pt").exists(), fresh=not resume)
     job = FairseqJob(save_dir=out, world_size=nproc, cpu=cpu, experiment=experiment,
                      run_name=out.name, tracking_uri=resolve_uri(tracking_uri), stage="finetune")
     write_job(job, config)
@@ -156,8 +167,9 @@ def finetune(data_dir: Path, out: Path, preset: dict[str, Any], init: Path | Non
              overrides: dict[str, Any] | None = None, gpus: int = 1, resume: bool = True,
              site: str = "local", tracking_uri: str | None = None,
              run_id: str | None = None) -> Path:
-    """Fine-tune with fairseq into `out/fairseq` (rank 0 logging into MLflow run `run_id`), and
-    export the best checkpoint to `out/model`."""
+    """Fine-tune with fairseq into `out/fairseq` (rank 0 logging into MLflow run `run_id`),
+    export the best checkpoint to `out/model`, and write `out/curve.tsv` and `out/metrics.json`
+    from its log."""
     best = train(
         data_dir, out / FAIRSEQ_DIR, preset["fairseq"], init=init,
         overrides=[f"{k}={v}" for k, v in (overrides or {}).items()], nproc=gpus,
@@ -166,4 +178,7 @@ def finetune(data_dir: Path, out: Path, preset: dict[str, Any], init: Path | Non
         tracking_uri=tracking_uri, mlflow_run_id=run_id)
     model_dir = export_checkpoint(best, out / MODEL_DIR)
     log.info("best fairseq checkpoint %s exported to %s", best, model_dir)
+    log_path = out / FAIRSEQ_DIR / LOG_NAME
+    if log_path.exists():  # OUT/curve.tsv and metrics.json, as the transformers backend writes
+        write_curve(fairseq_curve(log_path), out)
     return model_dir

@@ -29,6 +29,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="interpolation steps per forward (default 0: as many as ~2 GB of "
                         "activations allow; lower it if memory runs out)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--target-batching", default="auto",
+                   help="the per-character backwards: one vmapped backward (batched) or one "
+                        "after another (loop); auto (default): batched on a GPU, loop on CPU; "
+                        "the attributions are the same")
     p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     p.add_argument("--utterances", type=int, default=None,
                    help="analyse the first N utterances (continue later with a larger N and "
@@ -58,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("reports/lur") / args.model.resolve().name
     cfg = LurRun(model_dir=args.model, data=args.data, out=out, layers=args.layers,
                  steps=args.steps, method=args.method, chunk=args.chunk, device=device,
+                 target_batching=args.target_batching,
                  dtype=args.dtype, save_every=args.save_every, limit=args.utterances,
                  resume=args.resume)
     report = analyse(cfg)

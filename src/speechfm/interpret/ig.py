@@ -10,6 +10,10 @@ Two more savings, both exact: the backward starts below the (linear) CTC head, w
 "logit of c summed over frames" is the head's row for c at every frame, so the last layer needs no
 backward at all; and the erf GELU of the feed-forward blocks keeps its derivative from the forward,
 so the K backwards through a block multiply by it instead of recomputing it K times.
+
+The K backwards run one after another (`loop`, fastest on CPU) or as one vmapped backward over the
+K grad_outputs (`batched`, `autograd.grad(is_grads_batched=True)`: larger kernels for a GPU); both
+give the same attributions.
 """
 
 from __future__ import annotations
@@ -28,7 +32,30 @@ METHODS = ("gausslegendre", "riemann_trapezoid", "riemann_middle", "riemann_left
 """Quadrature rules of the path integral (the names and rules of captum; captum's default first)."""
 
 CHUNK_MEMORY_BYTES = 2 * 1024**3
-"""Activation memory one chunk of interpolation steps may hold for the backward (auto chunk size)."""
+"""Activation memory one chunk of interpolation steps may hold for the backward (auto chunk size);
+on a GPU, half of its free memory when that is more."""
+
+TARGET_BATCHING = ("auto", "batched", "loop")
+"""How the per-character backwards run: auto (batched on a GPU, a loop on CPU), or either."""
+
+
+def memory_budget(device: torch.device | str) -> int:
+    """Bytes the saved activations (and batched gradients) of one chunk may take on `device`."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return max(CHUNK_MEMORY_BYTES, free // 2)
+    return CHUNK_MEMORY_BYTES
+
+
+def batched_targets(target_batching: str, device: torch.device | str) -> bool:
+    """Whether the per-character backwards run batched (see TARGET_BATCHING)."""
+    if target_batching not in TARGET_BATCHING:
+        raise SpeechfmError(f"unknown target batching '{target_batching}'",
+                            hint=f"choose one of {', '.join(TARGET_BATCHING)}")
+    if target_batching == "auto":
+        return torch.device(device).type == "cuda"
+    return target_batching == "batched"
 
 
 def quadrature(method: str, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,28 +188,36 @@ def targets_of(predicted: torch.Tensor, blank: int) -> list[int]:
     return [t for t in torch.unique(predicted).tolist() if t != blank]
 
 
-def auto_chunk(top: LayerTop, layer: int, frames: int, steps: int, itemsize: int) -> int:
-    """Interpolation steps per forward so that the saved activations of the layers above `layer`
-    stay near CHUNK_MEMORY_BYTES (about 10 hidden-sized and 2 feed-forward-sized tensors a layer)."""
+def _layer_bytes(top: LayerTop, frames: int, itemsize: int) -> int:
+    """Saved activations of one layer and one step (about 10 hidden-sized and 2 feed-forward-sized
+    tensors); also about what one target's gradients through a layer hold in a batched backward."""
     config = top.model.config
-    per_layer = frames * (10 * config.hidden_size + 2 * config.intermediate_size) * itemsize
-    per_step = max(1, len(top.layers) - 1 - layer) * per_layer
-    return max(1, min(steps, CHUNK_MEMORY_BYTES // per_step))
+    return frames * (10 * config.hidden_size + 2 * config.intermediate_size) * itemsize
+
+
+def auto_chunk(top: LayerTop, layer: int, frames: int, steps: int, itemsize: int,
+               budget: int = CHUNK_MEMORY_BYTES) -> int:
+    """Interpolation steps per forward so that the saved activations of the layers above `layer`
+    stay near `budget` bytes."""
+    per_step = max(1, len(top.layers) - 1 - layer) * _layer_bytes(top, frames, itemsize)
+    return max(1, min(steps, budget // per_step))
 
 
 def layer_attributions(
     top: LayerTop, layer: int, act: torch.Tensor, baseline: torch.Tensor, targets: list[int],
-    alphas: torch.Tensor, weights: torch.Tensor, chunk: int = 0,
+    alphas: torch.Tensor, weights: torch.Tensor, chunk: int = 0, batched: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """IG attributions [K, T, H] of layer `layer`'s output for each target's logit summed over
     frames, and each target's score at the baseline [K] (for the completeness check).
 
     The path `baseline + alpha * (act - baseline)` is evaluated `chunk` steps per forward; each
-    forward serves all K targets through one backward per target (0: chunk from the memory budget).
+    forward serves all K targets through one backward per target, or (`batched`) through vmapped
+    backwards of as many targets as the memory budget holds (0: chunk from the memory budget).
     The target's score is linear in what the head reads (`top.hidden`), with gradient the head's
     weight row of the target at every frame, so each backward starts there."""
     dtype = act.dtype
-    chunk = chunk or auto_chunk(top, layer, act.shape[0], len(alphas), act.element_size())
+    budget = memory_budget(act.device)
+    chunk = chunk or auto_chunk(top, layer, act.shape[0], len(alphas), act.element_size(), budget)
     delta = act - baseline
     index = torch.tensor(targets, device=act.device)
     rows = top.head.weight.detach()[index]  # [K, H'] d(score_k) / d(hidden at any frame)
@@ -196,6 +231,15 @@ def layer_attributions(
             hidden = top.hidden(layer, path)
         if hidden is path:  # the last layer, read by the head directly: a constant gradient
             grads += w.sum() * rows.double()[:, None, :]
+            continue
+        if batched:
+            group = max(1, budget // (len(a) * _layer_bytes(top, act.shape[0], act.element_size())))
+            for k in range(0, len(targets), group):
+                outputs = rows[k:k + group, None, None, :].expand(-1, *hidden.shape)
+                (grad,) = torch.autograd.grad(hidden, path, grad_outputs=outputs,
+                                              is_grads_batched=True,
+                                              retain_graph=k + group < len(targets))
+                grads[k:k + group] += torch.einsum("s,ksth->kth", w, grad.double())
             continue
         for k in range(len(targets)):
             (grad,) = torch.autograd.grad(hidden, path, grad_outputs=rows[k].expand_as(hidden),

@@ -93,7 +93,7 @@ def layer_utilization(state: LurState) -> list[float]:
 def accumulate_utterance(
     state: LurState, top: ig.LayerTop, model: torch.nn.Module, input_values: torch.Tensor,
     alphas: torch.Tensor, weights: torch.Tensor, blank: int, chunk: int = 0,
-    progress: Iterable | None = None,
+    progress: Iterable | None = None, batched: bool = False,
 ) -> None:
     """Add one utterance's attributions to the running sums of every analysed layer."""
     fwd = ig.forward_utterance(model, input_values)
@@ -105,7 +105,7 @@ def accumulate_utterance(
         for i, layer in enumerate(state.layers):
             attr, base_scores = ig.layer_attributions(
                 top, layer, fwd.layers[layer], fwd.baseline_layers[layer], targets, alphas,
-                weights, chunk)
+                weights, chunk, batched=batched)
             kept = torch.einsum("kt,kth->kh", masks.double(), attr.double())
             state.sums[i, targets] += kept.cpu().numpy()
             state.counts[i, targets] += masks.sum(1).long().cpu().numpy()
@@ -161,7 +161,8 @@ class LurRun:
     layers: str = "all"
     steps: int = 50
     method: str = "gausslegendre"
-    chunk: int = 0  # interpolation steps per forward; 0: from ig.CHUNK_MEMORY_BYTES
+    chunk: int = 0  # interpolation steps per forward; 0: from ig.memory_budget
+    target_batching: str = "auto"  # ig.TARGET_BATCHING: the per-character backwards
     device: str = "cpu"
     dtype: str = "float32"
     save_every: int = 10
@@ -219,11 +220,12 @@ def analyse(cfg: LurRun) -> dict:
         check_top(model, features(state.done))
     top = ig.LayerTop(model)
     blank = model.config.pad_token_id
+    batched = ig.batched_targets(cfg.target_batching, cfg.device)
     with tqdm(total=(stop - state.done) * len(layers), desc="LUR utterances x layers", unit="layer",
               disable=None) as bar:
         while state.done < stop:
             accumulate_utterance(state, top, model, features(state.done), alphas, weights, blank,
-                                 cfg.chunk, progress=bar)
+                                 cfg.chunk, progress=bar, batched=batched)
             if state.done % cfg.save_every == 0 or state.done == stop:
                 state.save(state_path, settings)
     report = build_report(state, cfg, processor, num_layers, len(utterances))
@@ -265,7 +267,9 @@ def build_report(state: LurState, cfg: LurRun, processor, num_layers: int, total
         "settings": {"steps": cfg.steps, "method": cfg.method, "baseline": "zero audio",
                      "target": "logit of the token summed over all frames",
                      "std": "population (ddof 0) across the layer's neurons",
-                     "dtype": cfg.dtype, "device": cfg.device, "chunk": cfg.chunk},
+                     "dtype": cfg.dtype, "device": cfg.device, "chunk": cfg.chunk,
+                     "target_batching": "batched" if ig.batched_targets(cfg.target_batching,
+                                                                        cfg.device) else "loop"},
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class FairseqJob:
     run_name: str = ""
     tracking_uri: str = ""
     stage: str = "pretrain"
+    fast: dict[str, Any] = field(default_factory=dict)  # fast-path switches (launch/fastpaths.py)
 
     @property
     def config_path(self) -> Path:
@@ -84,12 +85,16 @@ def compose_config(*layers: dict[str, Any], overrides: list[str] = ()) -> dict[s
     """Merge config layers and `section.key=value` overrides onto fairseq's own defaults.
 
     Returns the full resolved config (every field of the task, model, criterion ... dataclasses),
-    so unknown keys and wrong types fail here, before anything is started."""
+    so unknown keys and wrong types fail here, before anything is started. speechfm's own tasks
+    (`launch/userdir.py`) are known here and get their fairseq user dir."""
     from fairseq.dataclass.configs import FairseqConfig
     from fairseq.dataclass.initialize import add_defaults
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
+    from speechfm.launch import userdir
+
+    userdir.register()
     try:
         cfg = OmegaConf.structured(FairseqConfig)
         for layer in layers:
@@ -99,16 +104,20 @@ def compose_config(*layers: dict[str, Any], overrides: list[str] = ()) -> dict[s
                 raise SpeechfmError(f"override '{item}' is not of the form section.key=value")
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
         add_defaults(cfg)
-        return OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+        return userdir.with_user_dir(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     except OmegaConfBaseException as exc:
         raise SpeechfmError(f"invalid fairseq configuration: {exc}".splitlines()[0],
                             hint="check the preset and the KEY=VALUE overrides") from exc
 
 
 def write_job(job: FairseqJob, config: dict[str, Any]) -> None:
-    """Write `config.yaml` (the resolved fairseq config) and `job.json` into the save dir."""
+    """Write `config.yaml` (the resolved fairseq config) and `job.json` into the save dir, after
+    building any segment index the job's task reads that is missing or stale."""
     import yaml
 
+    from speechfm.launch.userdir import ensure_indexes
+
+    ensure_indexes(config)
     job.save_dir.mkdir(parents=True, exist_ok=True)
     job.config_path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
     data = {**asdict(job), "save_dir": str(job.save_dir)}

@@ -12,6 +12,7 @@ from pathlib import Path
 from speechfm.core.errors import SpeechfmError, require_tool
 from speechfm.core.sites import Site, TrainSite
 from speechfm.launch.job import FairseqJob
+from speechfm.launch.netplugin import REQUIRE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,33 @@ def layout(site: Site, world_size: int) -> tuple[int, int]:
 
 
 def render_sbatch(job: FairseqJob, site: Site, workdir: Path) -> str:
-    """The sbatch script that runs `job` on `site` (deterministic: golden-file tested)."""
-    nodes, per_node = layout(site, job.world_size)
+    """The sbatch script that runs the ranks of fairseq `job` on `site` (deterministic:
+    golden-file tested)."""
+    return render_script(f"speechfm-{job.stage}-{job.save_dir.name}", job.save_dir,
+                         job.world_size, ["-m", "speechfm.launch.worker", str(job.job_path)],
+                         site, workdir, stopped=job.stopped_path)
+
+
+def render_command_sbatch(stage: str, out_dir: Path, world_size: int, argv: list[str],
+                          site: Site, workdir: Path) -> str:
+    """The sbatch script that runs `speechfm ARGV` as `world_size` torch.distributed ranks on
+    `site` (the transformers fine-tuning backend): one srun task per rank, each started by
+    `speechfm.launch.rank` (rank environment from Slurm, network-plugin check)."""
+    return render_script(f"speechfm-{stage}-{out_dir.name}", out_dir, world_size,
+                         ["-m", "speechfm.launch.rank", *argv], site, workdir)
+
+
+def render_script(name: str, out_dir: Path, world_size: int, python_args: list[str], site: Site,
+                  workdir: Path, stopped: Path | None = None) -> str:
+    """One sbatch script: `world_size` ranks of `python PYTHON_ARGS` in one srun step (in the
+    site's container), node set-up and clean-up around it. With `stopped` (the marker fairseq
+    ranks write when a signal stopped them) the site's `signal` and `requeue` apply: the ranks
+    checkpoint before the time limit and the job requeues itself; other commands (the
+    transformers Trainer) get neither, a signal would only kill them early."""
+    nodes, per_node = layout(site, world_size)
     train: TrainSite = site.train
     q = shlex.quote
-    lines = ["#!/bin/bash", f"#SBATCH --job-name=speechfm-{job.stage}-{job.save_dir.name}"]
+    lines = ["#!/bin/bash", f"#SBATCH --job-name={name}"]
     for option in ("partition", "account", "qos"):
         if getattr(train, option):
             lines.append(f"#SBATCH --{option}={getattr(train, option)}")
@@ -47,51 +70,62 @@ def render_sbatch(job: FairseqJob, site: Site, workdir: Path) -> str:
         lines.append(f"#SBATCH --mem={train.mem}")
     if train.time:
         lines.append(f"#SBATCH --time={train.time}")
-    if train.signal:  # sent to every rank before the time limit: checkpoint and stop
-        lines.append(f"#SBATCH --signal={train.signal}")
-    if train.requeue:
-        lines.append("#SBATCH --requeue")
-    lines += [f"#SBATCH --chdir={workdir}", f"#SBATCH --output={job.save_dir}/slurm-%j.out",
+    if stopped is not None:  # ranks that checkpoint on a signal and say so (launch.worker)
+        if train.signal:  # sent to every rank before the time limit: checkpoint and stop
+            lines.append(f"#SBATCH --signal={train.signal}")
+        if train.requeue:
+            lines.append("#SBATCH --requeue")
+    lines += [f"#SBATCH --chdir={workdir}", f"#SBATCH --output={out_dir}/slurm-%j.out",
               "#SBATCH --open-mode=append", "", "set -euo pipefail", ""]
-    for key, value in train.env.items():
+    env = dict(train.env)
+    if train.require_net_plugin:  # each rank checks before training starts (launch.netplugin)
+        env[REQUIRE_ENV] = "1"
+    for key, value in env.items():
         lines.append(f'export {key}="{value}"')
-    if train.env:
+    if env:
         lines.append("")
     per_node_step = "srun --ntasks=$SLURM_NNODES --ntasks-per-node=1"
     for command in train.node_setup:
         lines.append(f"{per_node_step} bash -c {q(command)}")
 
-    srun = ["srun"]
+    # one failed rank ends the step: the others would wait in a collective until the time limit
+    srun = ["srun", "--kill-on-bad-exit=1"]
     if train.cpu_bind:
         srun.append(f"--cpu-bind={train.cpu_bind}")
     if train.container is not None:
         srun += train.container.exec
         for bind in train.container.binds:
             srun += ["-B", q(bind)]
+        for key, value in train.container.env.items():
+            srun += ["--env", q(f"{key}={value}")]
         srun.append(q(train.container.image))
-    srun += [q(train.python or sys.executable), "-m", "speechfm.launch.worker",
-             q(str(job.job_path))]
+    srun += [q(train.python or sys.executable), *map(q, python_args)]
     lines += [" ".join(srun) + " && status=0 || status=$?"]
     for command in train.node_cleanup:
         lines.append(f"{per_node_step} bash -c {q(command)} || true")
-    if train.requeue:
-        lines += [f"if [ \"$status\" = 0 ] && [ -f {q(str(job.stopped_path))} ]; then",
+    if train.requeue and stopped is not None:
+        lines += [f"if [ \"$status\" = 0 ] && [ -f {q(str(stopped))} ]; then",
                   '    scontrol requeue "$SLURM_JOB_ID"  # resumes from checkpoint_last.pt', "fi"]
     lines.append('exit "$status"')
     return "\n".join(lines) + "\n"
 
 
 def submit(job: FairseqJob, site: Site, wait: bool = False) -> tuple[str, int]:
-    """Write `<save_dir>/job.sbatch` and submit it; with `wait`, block until the job ended.
-    Returns the Slurm job id and sbatch's exit status (the job's status when waiting)."""
+    """Write `<save_dir>/job.sbatch` for fairseq `job` and submit it (see `submit_script`)."""
+    return submit_script(job.save_dir / SCRIPT_NAME, render_sbatch(job, site, Path.cwd()), wait)
+
+
+def submit_script(script: Path, text: str, wait: bool = False) -> tuple[str, int]:
+    """Write the sbatch script `text` to `script` and submit it; with `wait`, block until the job
+    ended. Returns the Slurm job id and sbatch's exit status (the job's status when waiting)."""
     sbatch = require_tool("sbatch")
-    script = job.save_dir / SCRIPT_NAME
-    script.write_text(render_sbatch(job, site, Path.cwd()), encoding="utf-8")
+    script.parent.mkdir(parents=True, exist_ok=True)
+    script.write_text(text, encoding="utf-8")
     command = [sbatch, "--parsable", *(["--wait"] if wait else []), str(script)]
     proc = subprocess.run(command, capture_output=True, text=True, check=False)
     job_id = proc.stdout.strip().split(";")[0]
     if not job_id:
         raise SpeechfmError(f"sbatch failed: {proc.stderr.strip()}", path=script)
     log.info("submitted Slurm job %s (%s); output: %s/slurm-%s.out", job_id, script,
-             job.save_dir, job_id)
+             script.parent, job_id)
     return job_id, proc.returncode

@@ -228,6 +228,10 @@ def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
         return 2
 
     apply_torch_fixes(job.cpu)
+    from speechfm.launch import userdir
+
+    userdir.register()  # also for checkpoints whose w2v_args name a speechfm task
+    config = userdir.with_user_dir(config)  # this installation's plugin, e.g. in a container
     import fairseq_cli.train as fairseq_train  # configures fairseq's logging to stdout
     from fairseq.distributed import utils as dist_utils
     from omegaconf import OmegaConf
@@ -237,6 +241,9 @@ def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
         logging.getLogger().addHandler(handler)
         job.stopped_path.unlink(missing_ok=True)
+    from speechfm.launch.fastpaths import install
+
+    install(job.fast, config)  # the job's fast paths (all off unless its preset or CLI asks)
     cfg = OmegaConf.create(config)
     if world > 1:
         cfg.distributed_training.distributed_rank = rank
@@ -265,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     job, config = read_job(Path(argv[0]))
     logging.basicConfig(level=logging.INFO, stream=sys.stdout,
                         format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
+    from speechfm.launch.preflight import preflight, rank_of
+
+    if not preflight(rank_of(), config):  # network plugin, loadable checkpoint_last.pt
+        return 2
     return run_worker(job, config)
 
 

@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--valid-hours", type=float, default=None, dest="valid_hours",
                    help="validation hours per channel (default 2)")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--no-fingerprint", dest="fingerprint", action="store_const", const=False,
+                   default=None, help="no audio fingerprints (`speechfm dedup` needs them)")
     p.add_argument("--slurm", action="store_true",
                    help="build units as Slurm array tasks through submitit (site 'slurm' keys); "
                         "also when the site's prepare section says executor: slurm")
@@ -40,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     site = load_site(args.site).prepare
     settings = dict(site.config)
-    for key in ("unit", "vad", "webrtc_aggressiveness", "valid_hours", "seed"):
+    for key in ("unit", "vad", "webrtc_aggressiveness", "valid_hours", "seed", "fingerprint"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     config = PrepareConfig.from_dict(settings, source=args.site)
@@ -60,14 +62,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _vad_quality(archive: Path, out: Path) -> None:
-    """With ground truth beside the sources (the demo archive), score the VAD into
-    OUT/vad_quality.json (a DVC metric); real archives have none and get no file."""
-    from speechfm.core.constants import GROUND_TRUTH_SUFFIX
+    """Score the VAD where ground truth lies beside the sources (the demo archive) into
+    OUT/vad_quality.json; any other archive gets the file too, saying `"ground_truth": false`.
+    Runs after the merge: the shards and manifests are complete whatever happens here."""
+    from speechfm.prepare.vadeval import write_quality
 
-    if next(archive.rglob(f"*{GROUND_TRUTH_SUFFIX}"), None) is None:
-        return
-    from speechfm.prepare.vadeval import evaluate
-
-    quality = evaluate(archive, out)
-    (out / "vad_quality.json").write_text(json.dumps(quality, indent=1) + "\n", encoding="utf-8")
-    log.info("VAD quality against the ground truth: %s", quality)
+    quality = write_quality(archive, out)
+    if quality["ground_truth"]:
+        log.info("VAD quality against the ground truth: %s", quality)
+    else:
+        log.info("no ground truth beside the archive's files: VAD quality not scored")

@@ -11,6 +11,7 @@ from speechfm.core.vad import VadConfig
 
 UNITS = ("day", "month", "year")
 SPLIT_FIELDS = ("valid_hours", "valid_share", "seed")
+ADDED_SINCE = {"fingerprint": False}  # unit settings added later, as units made before them are
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class PrepareConfig(VadConfig):
 
     unit: str = "month"  # one shard group per channel x day | month | year
     shard_max_bytes: int = 2 * 1024**3  # a unit's shard is split when it grows beyond this
+    fingerprint: bool = True  # an audio fingerprint per segment (`<shard>.fp.npz`) for `dedup`
     valid_hours: float = 2.0  # validation hours drawn per channel
     valid_share: float = 0.1  # ... at most this share of a channel (small data)
     seed: int = 0
@@ -40,6 +42,12 @@ class PrepareConfig(VadConfig):
     def unit_settings(self) -> dict[str, Any]:
         """The settings that shape a unit's shards (the split settings only shape manifests)."""
         return {k: v for k, v in asdict(self).items() if k not in SPLIT_FIELDS}
+
+    @staticmethod
+    def recorded_settings(recorded: dict[str, Any]) -> dict[str, Any]:
+        """A done-marker's settings completed with what a unit built before a setting existed
+        has: units prepared before fingerprints have none."""
+        return {**ADDED_SINCE, **recorded}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | Path | None = None) -> PrepareConfig:

@@ -17,8 +17,8 @@ from tqdm import tqdm
 
 from speechfm.core.errors import SpeechfmError
 from speechfm.core.manifest import check_root
-from speechfm.core.segment import read_index
 from speechfm.prepare import manifests, stats
+from speechfm.prepare.columns import read_columns
 from speechfm.prepare.config import PrepareConfig
 from speechfm.prepare.discover import Unit, plan_units
 from speechfm.prepare.units import process_unit, read_done, unit_dir
@@ -52,7 +52,7 @@ def pending_units(archive: Path, out: Path, config: PrepareConfig) -> tuple[list
         done = read_done(out, unit)
         if done is None or done["files"] != list(unit.files):
             todo.append(unit)
-        elif done["config"] != config.unit_settings():
+        elif config.recorded_settings(done["config"]) != config.unit_settings():
             raise SpeechfmError(f"unit {unit.key} was prepared with other settings", path=out,
                                 hint="prepare into a new output folder")
     return units, todo
@@ -61,7 +61,7 @@ def pending_units(archive: Path, out: Path, config: PrepareConfig) -> tuple[list
 def build_units(archive: Path, out: Path, units: list[Unit], config: PrepareConfig,
                 workers: int) -> None:
     """Build `units` with `workers` processes (largest first, so the pool ends evenly)."""
-    order = sorted(units, key=lambda u: -sum((archive / f).lstat().st_size for f in u.files))
+    order = sorted(units, key=lambda u: -u.size)
     bar = tqdm(total=len(order), desc="units", unit="unit", disable=None)
     if workers <= 1:
         for unit in order:
@@ -78,29 +78,30 @@ def build_units(archive: Path, out: Path, units: list[Unit], config: PrepareConf
     bar.close()
 
 
-def merge(out: Path, units: list[Unit], config: PrepareConfig) -> dict[str, Any]:
-    """Manifests, rejects and statistics from the units' done-markers and indexes."""
+def merge(out: Path, units: list[Unit], config: PrepareConfig, workers: int = 2
+          ) -> dict[str, Any]:
+    """Manifests (with their segment indexes), rejects and statistics from the units'
+    done-markers and indexes; per segment it holds only compact columns (`columns.py`)."""
     check_root(out)
-    records, segments = [], []
+    records = []
     for unit in units:
         record = read_done(out, unit)
         if record is None:
             raise SpeechfmError(f"unit {unit.key} is not complete", path=unit_dir(out, unit),
                                 hint="run 'speechfm prepare' again to finish it")
         records.append(record)
-        for shard in record["shards"]:
-            segments.extend(read_index(unit_dir(out, unit) / f"{shard}.index.jsonl"))
-    counts = manifests.write_manifests(out, segments, config.valid_hours, config.valid_share,
+    cols = read_columns([unit_dir(out, unit) for unit in units], records, workers)
+    counts = manifests.write_manifests(out, cols, config.valid_hours, config.valid_share,
                                        config.seed)
     rejects = [{"channel": r["channel"], "unit": r["unit"], **x} for r in records
                for x in r["rejects"]]
     tmp = out / (REJECTS_FILE + ".part")
-    tmp.write_text("".join(json.dumps(x, ensure_ascii=False) + "\n" for x in rejects),
-                   encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(x, ensure_ascii=False) + "\n" for x in rejects)
     os.replace(tmp, out / REJECTS_FILE)
-    summary = stats.compute(records, segments, config.max_seconds)
+    summary = stats.compute(records, cols.frames, config.max_seconds)
     stats.write(summary, out)
-    return {"units": len(units), "segments": len(segments), "manifests": counts,
+    return {"units": len(units), "segments": len(cols), "manifests": counts,
             "hours_in": round(summary["total"].get("hours_in", 0.0), 4),
             "hours_kept": round(summary["total"].get("hours_kept", 0.0), 4),
             "rejects": rejects}
@@ -120,6 +121,6 @@ def prepare(archive: Path, out: Path, config: PrepareConfig, workers: int = 1,
             build_units(archive, out, todo, config, workers)
         else:
             build(archive, out, todo, config)
-    summary = merge(out, units, config)
+    summary = merge(out, units, config, max(1, workers))
     summary["built"] = len(todo)
     return summary

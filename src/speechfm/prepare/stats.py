@@ -9,14 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from speechfm.core.segment import Segment
+from speechfm.core.constants import SAMPLE_RATE
 
 HIST_BIN_SECONDS = 1.0
 
 
-def compute(records: list[dict[str, Any]], segments: list[Segment],
+def compute(records: list[dict[str, Any]], frames: np.ndarray,
             max_seconds: float) -> dict[str, Any]:
-    """Totals, per-channel and per-channel-year breakdowns, and the segment-length histogram."""
+    """Totals, per-channel and per-channel-year breakdowns, and the segment-length histogram
+    (`frames`: every segment's length in samples)."""
     groups: dict[str, dict[str, float]] = {}
 
     def add(key: str, item: dict[str, Any]) -> None:
@@ -36,7 +37,7 @@ def compute(records: list[dict[str, Any]], segments: list[Segment],
             add(f"{rec['channel']}/{year}", item)
     for g in groups.values():
         g["share_dropped"] = 1 - g["hours_kept"] / g["hours_in"] if g["hours_in"] else 0.0
-    lengths = np.array([s.seconds for s in segments], dtype=float)
+    lengths = np.asarray(frames) / SAMPLE_RATE  # float64, as `Segment.seconds` of each
     edges = np.arange(0.0, max_seconds + HIST_BIN_SECONDS, HIST_BIN_SECONDS)
     counts, _ = np.histogram(lengths, bins=edges)
     rejects = sum(1 for rec in records for r in rec["rejects"] if r["action"] == "skipped")

@@ -15,8 +15,10 @@ import soundfile as sf
 from tqdm import tqdm
 
 from speechfm.core.constants import INDEX_SUFFIX
+from speechfm.core.errors import SpeechfmError
 from speechfm.core.manifest import MANIFESTS_DIR, read_manifest
 from speechfm.core.segment import Segment, read_index
+from speechfm.core.segment_index import WHOLE_FILE, SegmentIndex, index_dir
 
 
 def check_shard(path: Path) -> list[str]:
@@ -56,12 +58,35 @@ def verify(out: Path) -> tuple[int, list[str]]:
     return checked, problems
 
 
+def _check_index(manifest: Path, rows: list[tuple[str, int, int, int]],
+                 problems: list[str]) -> None:
+    """The manifest's segment index, where there is one, must list the same entries."""
+    if not index_dir(manifest).exists():
+        return
+    try:
+        index = SegmentIndex(manifest)
+    except SpeechfmError as exc:
+        problems.append(str(exc))
+        return
+    if index.rows != len(rows):
+        problems.append(f"{index.folder}: {index.rows} rows, the manifest has {len(rows)}")
+        return
+    for n, (shard, offset, size, frames) in enumerate(rows):
+        path, at, length = index.entry(n)
+        entry = (path, 0, 0) if length == WHOLE_FILE else (path, at, length)  # a plain file
+        if entry != (shard, offset, size) or int(index.frames[n]) != frames:
+            problems.append(f"{index.folder}: row {n} is {entry}, {index.frames[n]} frames; "
+                            f"{manifest.name}:{n + 2} says {shard}:{offset}:{size}, {frames}")
+            return
+
+
 def _check_manifest(manifest: Path, root: Path, index: dict[tuple[str, int, int], Segment],
                     handles: dict[str, BinaryIO], stack: ExitStack, problems: list[str]) -> int:
     """Check every entry of one manifest; returns the number of entries."""
     mroot, rows = read_manifest(manifest)
     if mroot.resolve() != root.resolve():
         problems.append(f"{manifest}: root {mroot} is not {root.resolve()}")
+    _check_index(manifest, rows, problems)
     for n, (shard, offset, size, frames) in enumerate(
             tqdm(rows, desc=manifest.name, unit="entry", disable=None), start=2):
         where = f"{manifest}:{n} ({shard}:{offset}:{size})"

@@ -36,7 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write config.yaml (and job.sbatch) but start nothing")
     parser.add_argument("--run-name", default=None, help="MLflow run name (default: --out's name)")
     add_tracking(parser, experiment="pretrain")
-    add_set(parser, "optimization.max_update=20 (any fairseq config key)")
+    add_set(parser, "optimization.max_update=20 (any fairseq config key), or a fast path, "
+                    "fast.sdpa_attention=false (docs/pretrain.md)")
     parser.add_argument("old_overrides", nargs="*", metavar="KEY=VALUE", help=argparse.SUPPRESS)
 
 
@@ -55,8 +56,10 @@ def run(args: argparse.Namespace) -> int:
     from speechfm.core.sites import load_site
     from speechfm.core.tracking import tracking_uri
     from speechfm.launch import FairseqJob, run_local, write_job
+    from speechfm.launch.fastpaths import split_overrides
+    from speechfm.launch.resume import FAIRSEQ_LENGTH, fairseq_settings, settle_run
     from speechfm.launch.slurm import render_sbatch, submit
-    from speechfm.pretrain.config import build_config
+    from speechfm.pretrain.config import build_config, fast_settings
 
     site = load_site(args.site)
     executor = args.executor or site.train.executor
@@ -66,14 +69,19 @@ def run(args: argparse.Namespace) -> int:
     cpu = args.cpu or _no_gpu(site if executor == "slurm" else None)
     preset = load_pretrain(args.preset)
     save_dir = (args.out or Path("runs") / f"pretrain-{Path(args.preset).stem}").resolve()
+    overrides, fast_items = split_overrides(overrides_of(args))
+    fast = fast_settings(preset, fast_items)
     config = build_config(preset, args.manifest, save_dir, args.gpus, cpu, args.simulate_gpus,
-                          overrides_of(args))
+                          overrides)
+    if not args.dry_run:  # continue the run in --out only if nothing but its length changed
+        length_free = build_config(preset, args.manifest, save_dir, args.gpus, cpu,
+                                   args.simulate_gpus, [*overrides, *FAIRSEQ_LENGTH])
+        settle_run(save_dir, {"fairseq": fairseq_settings(length_free)},
+                   has_checkpoint=(save_dir / "checkpoint_last.pt").exists())
     job = FairseqJob(save_dir=save_dir, world_size=args.gpus, cpu=cpu,
                      experiment=args.experiment, run_name=args.run_name or save_dir.name,
-                     tracking_uri=tracking_uri(args.tracking_uri), stage="pretrain")
+                     tracking_uri=tracking_uri(args.tracking_uri), stage="pretrain", fast=fast)
     write_job(job, config)
-    if (save_dir / "checkpoint_last.pt").exists():
-        log.info("resuming from %s", save_dir / "checkpoint_last.pt")
     if executor == "slurm":
         if args.dry_run:
             script = save_dir / "job.sbatch"

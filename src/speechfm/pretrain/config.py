@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from speechfm.core.errors import SpeechfmError
+from speechfm.launch.fastpaths import FAST_SECTION, FastPaths
 from speechfm.launch.job import compose_config, distributed_settings, update_freq
 
 SPLITS = ("train", "valid")
+
+
+def fast_settings(preset: dict[str, Any], items: dict[str, str]) -> dict[str, Any]:
+    """The job's fast-path switches: the preset's `fast:` block, then `fast.KEY=VALUE` items
+    (unknown names or wrong types fail here, before anything starts)."""
+    return asdict(FastPaths.from_dict({**(preset.get(FAST_SECTION) or {}), **items},
+                                      where=f"the preset's {FAST_SECTION}: block or "
+                                            f"--set {FAST_SECTION}.KEY=VALUE"))
 
 
 def check_manifest(manifest: Path) -> Path:
@@ -28,7 +38,9 @@ def check_manifest(manifest: Path) -> Path:
             raise SpeechfmError("the root directory must not contain ':' (fairseq splits on it)",
                                 path=tsv)
         if not first:
-            raise SpeechfmError("no segments listed", path=tsv)
+            hint = ("validation files are whole source files drawn per channel: a channel needs "
+                    "two or more source files to give one") if split == "valid" else None
+            raise SpeechfmError("no segments listed", path=tsv, hint=hint)
         member = first.split("\t")[0].split(":")[0]
         if not (Path(root) / member).exists():
             raise SpeechfmError(f"first entry points to a missing file {Path(root) / member}",

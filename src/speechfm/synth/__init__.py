@@ -40,6 +40,7 @@ def synthesize(out: Path, config: SynthConfig, jobs: int = 2) -> dict:
 
     from speechfm.synth.archive import channels_for, plan_hours, write_hour
     from speechfm.synth.labeled import SPLITS, write_tsv, write_utterance
+    from speechfm.synth.repeats import Library
     from speechfm.synth.text import split_sentences
 
     out.mkdir(parents=True, exist_ok=True)
@@ -56,12 +57,13 @@ def synthesize(out: Path, config: SynthConfig, jobs: int = 2) -> dict:
 
     n = config.labeled
     pools = split_sentences(config.seed, n["train"], n["valid"], n["test"])
-    specs = plan_hours(channels_for(config.channels), date.fromisoformat(config.start),
-                       config.days, config.hours_per_day, config.first_hour,
-                       config.hour_seconds, config.seed)
+    channels = channels_for(config.channels)
+    specs = plan_hours(channels, date.fromisoformat(config.start), config.days,
+                       config.hours_per_day, config.first_hour, config.hour_seconds, config.seed)
+    library = Library.build(config.seed, channels, pools.archive)
     archive, labeled = out / "archive", out / "labeled"
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(write_hour, s, archive, pools.archive) for s in specs]
+        futures = [pool.submit(write_hour, s, archive, pools.archive, library) for s in specs]
         for fut in tqdm(futures, desc="broadcast hours", unit="file", disable=None):
             fut.result()
         counts = {}

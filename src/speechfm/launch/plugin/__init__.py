@@ -1,0 +1,1 @@
+"""Holds only the fairseq user dir `speechfm_fairseq` (fairseq puts this folder on sys.path)."""
