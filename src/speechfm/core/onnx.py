@@ -3,7 +3,7 @@ batched logits that equal per-clip logits, as `speechfm.core.ctc.ctc_logits` giv
 
 The model is exported as two graphs so batching stays exact (see `speechfm.core.ctc`): the
 convolutional feature encoder (`features.onnx`, whose group norm must see one clip alone, run
-per clip) and the rest (`model.onnx`: feature projection, transformer with a frame mask, CTC
+per clip; its 1-D convolutions exported as 2-D ones of height 1, which ONNX Runtime runs faster) and the rest (`model.onnx`: feature projection, transformer with a frame mask, CTC
 head, run on the padded batch of frame sequences). The int8 variant `model.int8.onnx` quantizes
 only the transformer's MatMuls (dynamic, int8 weights); the convolutions stay float in both, as
 quantizing them ruins wav2vec2's accuracy. `onnx.json` records the weights' hash, so a graph
@@ -70,12 +70,33 @@ def export_onnx(model_dir: Path, out_dir: Path | None = None, int8: bool = True)
     written = [out_dir / FEATURES, out_dir / GRAPHS["float32"]]
 
     class Features(torch.nn.Module):
+        """The conv feature encoder with each 1-D convolution as a 2-D one of height 1: the same
+        arithmetic, but ONNX Runtime runs 2-D convolutions with its blocked (NCHWc) kernels,
+        which took a 3 s clip's feature encoder from 92-97 ms to 66-75 ms on 2 cores."""
+
         def __init__(self) -> None:
             super().__init__()
-            self.conv = w2v.feature_extractor
+            self.layers = w2v.feature_extractor.conv_layers
+            for layer in self.layers:
+                conv = layer.conv
+                if conv.padding != (0,) or conv.dilation != (1,) or conv.groups != 1:
+                    raise SpeechfmError("the feature encoder has a padded, dilated or grouped "
+                                        "convolution, which the ONNX export does not handle",
+                                        path=model_dir)
 
         def forward(self, input_values):
-            return self.conv(input_values).transpose(1, 2)
+            h = input_values[:, None, None, :]  # [batch, channels 1, height 1, samples]
+            for layer in self.layers:
+                conv = layer.conv
+                h = torch.nn.functional.conv2d(h, conv.weight[:, :, None, :], conv.bias,
+                                               stride=(1, conv.stride[0]))
+                norm = getattr(layer, "layer_norm", None)
+                if isinstance(norm, torch.nn.GroupNorm):  # per channel over time, any height
+                    h = norm(h)
+                elif norm is not None:  # LayerNorm over the channels of each frame
+                    h = norm(h.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+                h = layer.activation(h)
+            return h[:, :, 0].transpose(1, 2)
 
     class Encoder(torch.nn.Module):
         def __init__(self) -> None:
