@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from api.errors import ApiError
-from api.settings import NAME_RE, Settings
+from api.settings import NAME_RE, Settings, intra_op_threads
 from speechfm.core.ctc import Word
 from speechfm.core.errors import SpeechfmError
 
@@ -174,7 +174,7 @@ class LoadedModel:
         if self.runtime == "onnx":
             from speechfm.core.onnx import OnnxCtc
 
-            self.onnx = OnnxCtc(path, self.dtype, threads=settings.threads or None)
+            self.onnx = OnnxCtc(path, self.dtype, threads=intra_op_threads(settings))
         else:
             from speechfm.core.ctc import load_ctc_model, quantize_int8
 

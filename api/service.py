@@ -16,7 +16,7 @@ from api.audio import split_speech
 from api.batcher import MicroBatcher
 from api.errors import ApiError
 from api.registry import LoadedModel, Registry
-from api.settings import Settings
+from api.settings import Settings, inference_workers, intra_op_threads
 from api.transcripts import Transcription, transcription
 from api.upload import decoded
 from speechfm.core.constants import SAMPLE_RATE
@@ -24,12 +24,13 @@ from speechfm.core.errors import require_tool
 
 
 class Service:
-    """One registry, one inference thread, a micro-batcher per model, the attribution jobs."""
+    """One registry, the inference threads, a micro-batcher per model, the attribution jobs."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
         self.registry = Registry(settings)
-        self.inference = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        self.workers = inference_workers(settings)
+        self.inference = ThreadPoolExecutor(self.workers, thread_name_prefix="inference")
         self.batchers: dict[str, MicroBatcher] = {}
         self.jobs = Jobs(settings.max_jobs, settings.max_queued_jobs, settings.attribution_threads)
         self.ready = False
@@ -40,7 +41,7 @@ class Service:
         if self.settings.runtime == "torch" and self.settings.threads:
             import torch
 
-            torch.set_num_threads(self.settings.threads)
+            torch.set_num_threads(intra_op_threads(self.settings))
         for name in self.settings.preload:
             await self.model(name)
         self.ready = True
@@ -70,7 +71,7 @@ class Service:
         if batcher is None:
             s = self.settings
             batcher = self.batchers[model.name] = MicroBatcher(
-                model, self.inference, s.max_batch, s.max_wait_ms, s.max_queue)
+                model, self.inference, s.max_batch, s.max_wait_ms, s.max_queue, self.workers)
         return batcher
 
 

@@ -45,7 +45,12 @@ class Settings:
     """torch (eager transformers) or onnx (ONNX Runtime on the folder's `speechfm export --onnx`
     graphs)."""
     threads: int = 0
-    """Intra-op threads of the inference runtime (0: every core this process may use)."""
+    """Intra-op threads of each inference worker (0: every core this process may use)."""
+    workers: int = 0
+    """Batches of one model that run at once, each in its own thread (0: onnx one per core; torch
+    1, as torch's thread count is per process). ONNX Runtime's sleeping (not spinning) threads
+    share the cores: two workers of two threads each beat one worker of two threads at 1 and 8
+    clients, and two workers of one thread each at 1 client (docs/benchmarks.md)."""
     lm: Path | None = None
     """ARPA n-gram (from `speechfm lm`) for beam-search decoding; None: greedy."""
     alpha: float = 0.5
@@ -100,3 +105,22 @@ def _parse(name: str, raw: str) -> object:
     if kind in ("int", "float"):
         return {"int": int, "float": float}[kind](raw)
     return raw
+
+
+def cores() -> int:
+    """The CPU cores this process may use."""
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+def inference_workers(settings: Settings) -> int:
+    """Batches that run at once per model (`Settings.workers`, 0 resolved by the runtime)."""
+    if settings.workers:
+        return settings.workers
+    return cores() if settings.runtime == "onnx" else 1
+
+
+def intra_op_threads(settings: Settings) -> int:
+    """Intra-op threads of each inference worker (`Settings.threads`, 0: every core)."""
+    return settings.threads or cores()

@@ -37,7 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="inference precision (int8: torch dynamic quantization, or the ONNX "
                    "MatMul-only int8 graph; bfloat16: torch only)")
     p.add_argument("--threads", type=int,
-                   help="intra-op threads for inference (default: every core available)")
+                   help="intra-op threads of each inference worker (default: every core "
+                   "available)")
+    p.add_argument("--workers", type=int,
+                   help="batches of one model run at once (default: onnx one per core, torch 1)")
     add_lm(p, defaults=False)
 
 
@@ -66,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 1024 * 1024) if args.max_upload_mb else None,
         max_audio_seconds=args.max_audio_seconds, max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms, runtime=args.runtime, dtype=args.dtype,
-        threads=args.threads, lm=args.lm, alpha=args.alpha, beta=args.beta,
-        beam_width=args.beam_width,
+        threads=args.threads, workers=args.workers, lm=args.lm, alpha=args.alpha,
+        beta=args.beta, beam_width=args.beam_width,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info",
                 timeout_graceful_shutdown=5)
