@@ -156,8 +156,9 @@ class Decoded:
 
 class LoadedModel:
     """One model instance shared by all requests, in the configured runtime (torch or ONNX
-    Runtime) and precision, decoded greedily or with the configured n-gram beam search. Used by
-    the one inference thread only; attribution has its own copy in another process."""
+    Runtime) and precision, decoded greedily or with the configured n-gram beam search. Its
+    inference workers call `transcribe` at once (forward passes and decoding keep no state
+    between calls); attribution has its own copy in another process."""
 
     def __init__(self, name: str, path: Path, settings: Settings):
         from transformers import Wav2Vec2Config, Wav2Vec2Processor
