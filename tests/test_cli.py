@@ -90,6 +90,7 @@ def test_pretrain_positional_overrides_are_deprecated_but_honoured(tmp_path, cap
     assert "use --set KEY=VALUE" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a whole verb end to end (see `make test-fast`)
 def test_tracking_uri_none_runs_a_verb_without_any_store(tiny_ctc_model_dir, small_demo,
                                                         tmp_path) -> None:
     """`--tracking-uri none` in a verb that records runs: it works and writes no mlflow.db."""

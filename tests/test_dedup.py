@@ -50,6 +50,7 @@ def lines(path: Path) -> list[str]:
     return path.read_text(encoding="utf-8").splitlines()
 
 
+@pytest.mark.slow  # a whole verb end to end (see `make test-fast`)
 def test_targets_on_the_demo_with_manifests_report_and_mlflow(prepared: Path, demo: Path,
                                                               tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient

@@ -94,6 +94,7 @@ def test_transformers_backend_with_two_torchrun_processes(small_demo: Path,
     assert len(_mlflow_runs(tmp_path / "ml.db", "finetune")) == 1
 
 
+@pytest.mark.slow  # a whole verb end to end (see `make test-fast`)
 def test_evaluate_writes_hypotheses_metrics_and_mlflow(small_demo: Path, tiny_ctc_model_dir: Path,
                                                        tmp_path: Path) -> None:
     db, out = tmp_path / "ml.db", tmp_path / "eval"

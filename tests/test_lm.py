@@ -77,6 +77,7 @@ def test_beam_search_with_the_lm_fixes_what_greedy_gets_wrong(tiny_ctc_model_dir
     assert BeamDecoder(processor, arpa)(_emissions("sika on iso", {})) == "sika on iso"
 
 
+@pytest.mark.slow  # a whole verb end to end (see `make test-fast`)
 def test_lm_and_evaluate_with_beam_search_from_the_cli(small_demo: Path, tiny_ctc_model_dir: Path,
                                                       tmp_path: Path) -> None:
     labeled = small_demo / "labeled"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import run_speechfm
 
 
+@pytest.mark.slow  # a whole verb end to end (see `make test-fast`)
 def test_register_twice_makes_two_versions_whose_artifacts_load(tiny_ctc_model_dir: Path,
                                                                  tmp_path: Path) -> None:
     import mlflow

@@ -24,6 +24,8 @@ import pytest
 
 from tests.conftest import ROOT, require, run_speechfm
 
+pytestmark = pytest.mark.slow  # every test here starts a real service or model
+
 TOKEN = "test-token-0123456789"
 MAX_UPLOAD_BYTES = 3 * 1024 * 1024
 MAX_SECONDS = 100.0
