@@ -61,11 +61,14 @@ def test_float32_logits_match_torch_per_clip_in_any_batch(onnx_model_dir: Path) 
 def test_layer_norm_feature_encoder_exports_exactly(tmp_path: Path) -> None:
     """The Large/X-Large layout (a LayerNorm in every conv layer, conv biases): ORT float32
     logits equal torch's too."""
+    import json
+
     import torch
     from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
     from speechfm.core.ctc import ctc_logits, load_ctc_model
     from speechfm.core.onnx import OnnxCtc, export_onnx
+    from speechfm.core.text import make_processor
 
     folder = tmp_path / "large-like"
     torch.manual_seed(1)
@@ -75,7 +78,9 @@ def test_layer_norm_feature_encoder_exports_exactly(tmp_path: Path) -> None:
         conv_stride=(5, 2, 2), feat_extract_norm="layer", conv_bias=True,
         do_stable_layer_norm=True, num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4)).save_pretrained(folder)
-    _save_processor(folder)
+    (folder / "vocab.json").write_text(json.dumps(
+        {c: i for i, c in enumerate(["<pad>", "<unk>", "|", "a", "b", "c", "d", "e"])}))
+    make_processor(folder / "vocab.json").save_pretrained(folder)
     export_onnx(folder, int8=False)
     model, processor = load_ctc_model(folder)
     clips = _clips()
@@ -83,21 +88,6 @@ def test_layer_norm_feature_encoder_exports_exactly(tmp_path: Path) -> None:
     for g, clip in zip(got, clips):
         want = ctc_logits(model, processor.feature_extractor, [clip])[0].numpy()
         assert g.shape == want.shape and np.abs(g - want).max() < 1e-4
-
-
-def _save_processor(folder: Path) -> None:
-    import json
-
-    from transformers import Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
-
-    (folder / "vocab.json").write_text(json.dumps(
-        {c: i for i, c in enumerate(["<pad>", "<unk>", "|", "a", "b", "c", "d", "e"])}))
-    tokenizer = Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), unk_token="<unk>",
-                                     pad_token="<pad>", word_delimiter_token="|",
-                                     bos_token=None, eos_token=None)
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
-                                         do_normalize=True, return_attention_mask=True)
-    Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder)
 
 
 def test_int8_graph_keeps_the_predictions(onnx_model_dir: Path) -> None:
