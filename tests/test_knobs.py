@@ -11,7 +11,8 @@ import yaml
 
 from speechfm.core.errors import SpeechfmError
 from speechfm.core.presets import load_finetune
-from speechfm.finetune.knobs import Knobs, parse_bool
+from speechfm.core.cliargs import parse_bool
+from speechfm.finetune.knobs import Knobs
 from tests.conftest import ROOT, run_speechfm
 
 KNOBS = ("epochs", "updates", "learning_rate", "freeze_feature_encoder", "gpus")

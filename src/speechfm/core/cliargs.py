@@ -1,6 +1,7 @@
 """Argument spellings every verb shares, so one idea has one name across the CLI, `dvc.yaml`,
 `params.yaml`, the API and the docs: `--set KEY=VALUE`, `--tracking-uri URI|none`, `--gpus N`,
-and one-line deprecation warnings for the old spellings (still accepted for now)."""
+`--site`, `--alphabet`/`--keep`, booleans as `true|false`, and one-line deprecation warnings for
+the old spellings (still accepted for now)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,40 @@ def add_gpus(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus", type=int, default=1,
                         help="ranks that really run: GPUs (GCDs on LUMI), CPU processes without "
                              "a GPU (default: 1)")
+
+
+def parse_bool(text: str) -> bool:
+    """`true/false`, `yes/no`, `1/0`, `on/off` (what DVC renders for a params.yaml boolean)."""
+    value = str(text).strip().lower()
+    if value in ("true", "yes", "1", "on"):
+        return True
+    if value in ("false", "no", "0", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not '{text}'")
+
+
+def add_bool(parser: argparse.ArgumentParser | Any, flag: str, default: bool | None,
+             help: str) -> None:
+    """A `--flag {true,false}` option (params.yaml booleans reach the CLI as true/false)."""
+    parser.add_argument(flag, type=parse_bool, default=default, metavar="{true,false}", help=help)
+
+
+def add_site(parser: argparse.ArgumentParser) -> None:
+    """`--site NAME|FILE`: where the verb's work runs (pipelines/sites/*.yaml); its file decides
+    whether that is here or on Slurm."""
+    parser.add_argument("--site", default="local",
+                        help="site profile in pipelines/sites/ (local, local-slurm, lumi) or a "
+                             "site YAML file; the site decides where the work runs (default: "
+                             "local)")
+
+
+def add_alphabet(parser: argparse.ArgumentParser) -> None:
+    """`--alphabet`, `--keep`: which characters transcript normalisation keeps."""
+    parser.add_argument("--alphabet",
+                        help="letters kept by normalisation (default: Finnish a-z å ä ö)")
+    parser.add_argument("--keep", default="",
+                        help="extra characters kept besides the alphabet, e.g. digits "
+                             "\"0123456789\"")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

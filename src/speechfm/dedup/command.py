@@ -13,14 +13,8 @@ HELP = ("Find repeated content (adverts, jingles, reruns) by fingerprint and wri
 log = logging.getLogger(__name__)
 
 
-def _bool(text: str) -> bool:
-    if text.lower() not in ("true", "false"):
-        raise argparse.ArgumentTypeError("expected true or false")
-    return text.lower() == "true"
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from speechfm.core.cliargs import add_tracking
+    from speechfm.core.cliargs import add_bool, add_tracking
     from speechfm.dedup.config import DedupConfig
 
     d = DedupConfig()
@@ -30,8 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--archive", type=Path, default=None,
                    help="the archive; with ground truth beside its files (the demo) the report "
                         "scores the groups")
-    p.add_argument("--enabled", type=_bool, default=d.enabled, metavar="true|false",
-                   help="false: copy the manifests unchanged (default true)")
+    add_bool(p, "--enabled", d.enabled, "false: copy the manifests unchanged (default true)")
     p.add_argument("--max-ber", type=float, default=d.max_ber, dest="max_ber",
                    help=f"bit error rate under which aligned audio matches (default {d.max_ber})")
     p.add_argument("--min-overlap", type=float, default=d.min_overlap, dest="min_overlap",

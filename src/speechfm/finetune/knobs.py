@@ -42,16 +42,6 @@ def _name(knob: str) -> str:
     return f"'{knob}' (--{knob.replace('_', '-')}, finetune.{knob} in params.yaml)"
 
 
-def parse_bool(text: str) -> bool:
-    """`true/false`, `yes/no`, `1/0` (what DVC renders for a params.yaml boolean)."""
-    value = text.strip().lower()
-    if value in ("true", "yes", "1", "on"):
-        return True
-    if value in ("false", "no", "0", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, not '{text}'")
-
-
 @dataclass(frozen=True)
 class Knobs:
     """What a fine-tuning run's length, learning rate, freezing and ranks are; 0 (None for the
