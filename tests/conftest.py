@@ -1,21 +1,14 @@
-"""Shared fixtures: a small demo archive generated once per test session."""
+"""Shared fixtures (a small demo archive, a tiny CTC model, a real Slurm), one per test session;
+plain helpers live in tests/helpers."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from speechfm.synth import SynthConfig, synthesize
-
-SMALL_DEMO = SynthConfig(
-    seed=3, channels=4, start="2021-01-31", days=2, hours_per_day=1, hour_seconds=25.0,
-    labeled={"train": 8, "valid": 4, "test": 4},
-)
+from speechfm.synth import synthesize
+from tests.helpers import FINNISH_VOCAB, SMALL_DEMO
 
 
 @pytest.fixture(scope="session")
@@ -24,40 +17,6 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo")
     synthesize(out, SMALL_DEMO, jobs=2)
     return out
-
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def run_speechfm(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
-    """Run the CLI of this checkout (not whatever is installed) as a user would."""
-    env = {**os.environ, **kwargs.pop("env", {})}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), str(ROOT), env.get("PYTHONPATH", "")])
-    return subprocess.run([sys.executable, "-m", "speechfm", *map(str, args)], capture_output=True,
-                          text=True, timeout=timeout, env=env, **kwargs, check=False)
-
-
-def require(tool: str) -> str:
-    path = shutil.which(tool)
-    assert path, f"{tool} is not installed: run 'make setup'"
-    return path
-
-
-def assert_lumi_network(script: str) -> None:
-    """RCCL can reach Slingshot: host libfabric + CXI bound in, the aws-ofi-rccl plugin on the
-    container's library path, every rank checks it first, one failed rank ends the step."""
-    step = next(line for line in script.splitlines() if "-m speechfm.launch." in line)
-    for bind in ("/var/spool/slurmd", "/opt/cray", "/usr/lib64/libcxi.so.1",
-                 "/usr/lib64/libjansson.so.4"):
-        assert f" -B {bind} " in step, bind
-    assert ":/opt/aws-ofi-rccl " in step  # the plugin built with LUMI's EasyBuild recipe
-    assert "--env LD_LIBRARY_PATH=/opt/aws-ofi-rccl/lib:/opt/cray/libfabric/" in step
-    assert step.startswith("srun --kill-on-bad-exit=1 ")
-    assert 'export SPEECHFM_REQUIRE_NET_PLUGIN="1"' in script
-    assert 'export NCCL_SOCKET_IFNAME="hsn0,hsn1,hsn2,hsn3"' in script
-
-
-FINNISH_VOCAB = ["<pad>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyzåäö"]
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +58,7 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory):
     """A real single-node Slurm (munged + slurmctld + slurmd) for the session; stopped by PID.
 
     Client commands must run with `slurm_cluster.env` (it sets $SLURM_CONF)."""
-    from tests.slurm import SlurmCluster
+    from tests.helpers.slurm import SlurmCluster
 
     cluster = SlurmCluster(tmp_path_factory.mktemp("slurm")).start()
     try:
