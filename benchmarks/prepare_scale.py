@@ -85,7 +85,7 @@ def internal(what: str, *args: str) -> dict:
     if what == "old_merge":
         from speechfm.prepare import stats
         from speechfm.prepare.config import PrepareConfig
-        from tests.merge_reference import reference_merge
+        from tests.helpers.merge_reference import reference_merge
 
         out = Path(args[0])
         units = units_of(out)
@@ -230,7 +230,7 @@ def main() -> None:
     if args.internal:
         print(json.dumps(internal(*args.internal)))
         return
-    from tests.merge_reference import synthesize_units
+    from tests.helpers.merge_reference import synthesize_units
 
     figures: dict[str, dict] = {}
     args.data.mkdir(parents=True, exist_ok=True)

@@ -15,8 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from speechfm.core.cliargs import add_alias, add_gpus, add_set, add_tracking
-    from speechfm.core.cliargs import parse_bool
+    from speechfm.core.cliargs import add_alias, add_gpus, add_set, add_tracking, parse_bool
 
     p.add_argument("--labeled", type=Path,
                    help="folder with train/valid[/test] .tsv or .csv tables (the demo's labeled/)")
