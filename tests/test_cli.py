@@ -58,6 +58,8 @@ def test_one_spelling_per_idea_across_verbs() -> None:
     for verb in ("evaluate", "lur", "register", "serve"):
         assert "--tracking-uri" in _options(verb), verb
     assert "--utterances" in _options("lur") and "--limit" not in _options("lur")
+    for verb in ("synth", "prepare", "convert"):
+        assert "--workers" in _options(verb) and "--jobs" not in _options(verb), verb
 
 
 @pytest.mark.parametrize("verb, old, new, dest, value", [
