@@ -73,7 +73,7 @@ def main() -> None:
     demo = args.data / f"demo_{int(args.seconds)}"
     subprocess.run([sys.executable, "-m", "speechfm", "-q", "synth", "--out", str(demo),
                     "--channels", "4", "--days", "2", "--hours-per-day", "1", "--hour-seconds",
-                    str(args.seconds), "--train", "1", "--valid", "1", "--test", "1"],
+                    str(args.seconds), "--train-utterances", "1", "--valid-utterances", "1", "--test-utterances", "1"],
                    check=True, env=ENV, stdout=subprocess.DEVNULL)
     archive = demo / "archive"
     work = args.data / "fingerprint_cost"

@@ -102,7 +102,7 @@ def run_speechfm(model: Path, tsv: Path, steps: int, limit: int, out: Path,
                  device: str = "cpu") -> dict:
     from speechfm.interpret.lur import LurRun, analyse
 
-    report = analyse(LurRun(model_dir=model, data=tsv, out=out, steps=steps, limit=limit,
+    report = analyse(LurRun(model_dir=model, data=tsv, out=out, steps=steps, utterances=limit,
                             device=device))
     return {"lur": report["lur"], "kept_bytes": (out / "lur_state.npz").stat().st_size,
             "target_batching": report["settings"]["target_batching"]}

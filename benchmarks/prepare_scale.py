@@ -198,7 +198,7 @@ def decode_data(root: Path) -> Path:
         shutil.rmtree(demo, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "speechfm", "-q", "synth", "--out", str(demo),
                         "--channels", "4", "--days", "1", "--hours-per-day", "1",
-                        "--hour-seconds", "120", "--train", "1", "--valid", "1", "--test", "1"],
+                        "--hour-seconds", "120", "--train-utterances", "1", "--valid-utterances", "1", "--test-utterances", "1"],
                        check=True, env=ENV, stdout=subprocess.DEVNULL)
         subprocess.run([sys.executable, "-m", "speechfm", "-q", "prepare", str(demo / "archive"),
                         "--out", str(out), "--vad", "webrtc", "--workers", "2"], check=True,

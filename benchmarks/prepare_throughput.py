@@ -147,7 +147,7 @@ def main() -> None:
         demo = args.data / f"demo_{int(seconds)}"
         subprocess.run([py, "-m", "speechfm", "-q", "synth", "--out", str(demo), "--channels", "4",
                         "--days", "2", "--hours-per-day", "1", "--hour-seconds", str(seconds),
-                        "--train", "1", "--valid", "1", "--test", "1"], check=True, env=ENV,
+                        "--train-utterances", "1", "--valid-utterances", "1", "--test-utterances", "1"], check=True, env=ENV,
                        stdout=subprocess.DEVNULL)
         return demo / "archive"
 

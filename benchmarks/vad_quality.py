@@ -31,10 +31,10 @@ def main() -> None:
     py = sys.executable
     subprocess.run([py, "-m", "speechfm", "-q", "synth", "--out", str(demo), "--channels", "4",
                     "--days", "2", "--hours-per-day", "1", "--hour-seconds", str(args.seconds),
-                    "--train", "1", "--valid", "1", "--test", "1"], check=True, env=ENV,
+                    "--train-utterances", "1", "--valid-utterances", "1", "--test-utterances", "1"], check=True, env=ENV,
                    stdout=subprocess.DEVNULL)
     modes = {"silero (default)": ["--vad", "silero"]}
-    modes |= {f"webrtc a={a}": ["--vad", "webrtc", "--aggressiveness", str(a)] for a in range(4)}
+    modes |= {f"webrtc a={a}": ["--vad", "webrtc", "--webrtc-aggressiveness", str(a)] for a in range(4)}
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for i, (name, flags) in enumerate(modes.items()):

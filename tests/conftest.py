@@ -15,7 +15,7 @@ from tests.helpers import FINNISH_VOCAB, SMALL_DEMO
 def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-channel, 2-day demo (8 files of 25 s) and a 16-utterance labeled corpus."""
     out = tmp_path_factory.mktemp("demo")
-    synthesize(out, SMALL_DEMO, jobs=2)
+    synthesize(out, SMALL_DEMO, workers=2)
     return out
 
 

@@ -57,13 +57,14 @@ def test_one_spelling_per_idea_across_verbs() -> None:
         assert {"--gpus", "--set", "--tracking-uri", "--experiment"} <= _options(verb), verb
     for verb in ("evaluate", "lur", "register", "serve"):
         assert "--tracking-uri" in _options(verb), verb
-    assert "--utterances" in _options("lur")
+    assert "--utterances" in _options("lur") and "--limit" not in _options("lur")
+    for verb in ("synth", "prepare", "convert"):
+        assert "--workers" in _options(verb) and "--jobs" not in _options(verb), verb
 
 
 @pytest.mark.parametrize("verb, old, new, dest, value", [
     ("finetune", "--processes", "--gpus", "gpus", 2),
     ("serve", "--mlflow-uri", "--tracking-uri", "tracking_uri", "none"),
-    ("lur", "--limit", "--utterances", "utterances", 3),
 ])
 def test_old_spellings_still_work_with_a_one_line_warning(verb, old, new, dest, value,
                                                          capsys) -> None:
@@ -71,7 +72,7 @@ def test_old_spellings_still_work_with_a_one_line_warning(verb, old, new, dest, 
     from speechfm.core import cliargs
 
     cliargs._warned.clear()
-    required = {"finetune": ["--out", "x"], "lur": ["--model", "m", "--data", "d"]}
+    required = {"finetune": ["--out", "x"]}
     args = build_parser().parse_args([verb, *required.get(verb, []), old, str(value)])
     assert getattr(args, dest) == value
     err = capsys.readouterr().err.strip().splitlines()

@@ -34,8 +34,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # full dvc repro run
 SMALLEST = {
     # two broadcast hours per channel (validation is drawn by whole source file), on two days
     # (the demo reruns a programme on the next day: material for the dedup stage)
-    "demo": {"channels": 4, "days": 2, "hours_per_day": 1, "hour_seconds": 30, "train": 40,
-             "valid": 8, "test": 8},
+    "demo": {"channels": 4, "days": 2, "hours_per_day": 1, "hour_seconds": 30,
+             "train_utterances": 40, "valid_utterances": 8, "test_utterances": 8},
     "prepare": {"workers": 2},
     "pretrain": {"max_update": 10},
     "finetune": {"epochs": 1},

@@ -63,7 +63,7 @@ def demo_hours(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path
 
     out = tmp_path_factory.mktemp("demo-hours")
     synthesize(out, SynthConfig(seed=2, channels=2, days=1, hours_per_day=1, hour_seconds=60,
-                                labeled={"train": 1, "valid": 1, "test": 1}), jobs=1)
+                                labeled={"train": 1, "valid": 1, "test": 1}), workers=1)
     hours = {}
     for kind, name in (("radio", "yle_radio_suomi"), ("tv", "yle_tv1")):
         (ts,) = (out / "archive").rglob(f"{name}_*.ts")

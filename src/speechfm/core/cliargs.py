@@ -1,12 +1,14 @@
 """Argument spellings every verb shares, so one idea has one name across the CLI, `dvc.yaml`,
 `params.yaml`, the API and the docs: `--set KEY=VALUE`, `--tracking-uri URI|none`, `--gpus N`,
-`--site`, `--alphabet`/`--keep`, booleans as `true|false`, and one-line deprecation warnings for
-the old spellings (still accepted for now)."""
+`--site`, `--workers N`, `--model`, `--alphabet`/`--keep`, booleans as `true|false`, and one-line
+deprecation warnings for the old spellings that pretrain, finetune and serve still accept.
+`tests/test_naming.py` checks that verbs sharing an option take it from here."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from speechfm.core.errors import SpeechfmError
@@ -58,8 +60,6 @@ def add_lm(parser: argparse.ArgumentParser, defaults: bool = True) -> None:
     """`--lm`, `--alpha`, `--beta`, `--beam-width`: n-gram beam search instead of greedy decoding
     (`evaluate` and `serve`); without `defaults` unset flags stay None (the verb's settings
     decide: `serve` reads $SPEECHFM_SERVE_* too)."""
-    from pathlib import Path
-
     parser.add_argument("--lm", type=Path,
                         help="n-gram language model (.arpa from 'speechfm lm', or a KenLM "
                         "binary): beam search instead of greedy decoding")
@@ -107,6 +107,22 @@ def add_site(parser: argparse.ArgumentParser) -> None:
                         help="site profile in pipelines/sites/ (local, local-slurm, lumi) or a "
                              "site YAML file; the site decides where the work runs (default: "
                              "local)")
+
+
+def add_workers(parser: argparse.ArgumentParser, default: int | None,
+                unset: str = "") -> None:
+    """`--workers N`: parallel worker processes (prepare, convert, synth); with `default` None,
+    `unset` says who decides instead (e.g. the site file)."""
+    parser.add_argument("--workers", type=int, default=default,
+                        help="parallel worker processes (default: "
+                             f"{unset if default is None else default})")
+
+
+def add_model(parser: argparse.ArgumentParser) -> None:
+    """`--model DIR`: the transformers CTC model folder a verb reads (evaluate, lur)."""
+    parser.add_argument("--model", type=Path, required=True,
+                        help="transformers CTC model folder with its processor (finetune's "
+                             "model/, or an export)")
 
 
 def add_alphabet(parser: argparse.ArgumentParser) -> None:

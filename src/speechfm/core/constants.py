@@ -3,9 +3,6 @@
 SAMPLE_RATE = 16_000
 """Sample rate of every model input, shard member and manifest frame count (Hz)."""
 
-SAMPLE_WIDTH = 2
-"""Bytes per sample of decoded audio (signed 16-bit little endian)."""
-
 MIN_SEGMENT_SECONDS = 2.0
 MAX_SEGMENT_SECONDS = 30.0
 

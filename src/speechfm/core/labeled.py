@@ -17,7 +17,6 @@ from pathlib import Path
 from speechfm.core.errors import SpeechfmError
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3")
-TABLE_SUFFIXES = (".tsv", ".csv", ".txt")
 SPLITS = ("train", "valid", "test")
 
 

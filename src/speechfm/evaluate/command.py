@@ -12,16 +12,14 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from speechfm.core.cliargs import add_lm, add_tracking
+    from speechfm.core.cliargs import add_alphabet, add_lm, add_model, add_tracking
 
-    p.add_argument("--model", type=Path, required=True,
-                   help="transformers CTC model folder (finetune's model/ or an export)")
+    add_model(p)
     p.add_argument("--test", action="append", required=True, metavar="[NAME=]PATH",
                    help="test set: a table (path, text) or a folder of audio + .txt; repeatable")
     p.add_argument("--out", type=Path, required=True,
                    help="folder for hyp_<name>.tsv and metrics.json")
-    p.add_argument("--alphabet", help="letters kept by normalisation (default: Finnish)")
-    p.add_argument("--keep", default="", help="extra characters kept in references")
+    add_alphabet(p)
     add_lm(p)
     add_tracking(p, experiment="evaluate")
 

@@ -12,13 +12,15 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_alphabet
+
     p.add_argument("--text", type=Path, action="append", required=True,
                    help="a table with a text column (train.tsv/.csv: never the test split) or a "
                         "plain .txt file, one sentence per line; repeatable")
     p.add_argument("--out", type=Path, required=True, help="the .arpa file to write")
     p.add_argument("--order", type=int, default=3, help="n-gram order (default 3)")
     p.add_argument("--discount", type=float, default=0.7, help="absolute discount (0-1)")
-    p.add_argument("--alphabet", help="letters kept by normalisation (default: Finnish)")
+    add_alphabet(p)
 
 
 def sentences_of(path: Path) -> list[str]:
@@ -37,7 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from speechfm.core.text import FINNISH_ALPHABET, Normalizer, TextConfig
     from speechfm.evaluate.lm import write_lm
 
-    normalize = Normalizer(TextConfig(alphabet=args.alphabet or FINNISH_ALPHABET))
+    normalize = Normalizer(TextConfig(alphabet=args.alphabet or FINNISH_ALPHABET,
+                                      extra=args.keep))
     sentences = [s for path in args.text for raw in sentences_of(path) if (s := normalize(raw))]
     write_lm(sentences, args.out, args.order, args.discount)
     words = {w for s in sentences for w in s.split()}

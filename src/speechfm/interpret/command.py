@@ -13,10 +13,9 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from speechfm.core.cliargs import add_alias, add_tracking
+    from speechfm.core.cliargs import add_model, add_tracking
 
-    p.add_argument("--model", type=Path, required=True,
-                   help="transformers wav2vec2 CTC model folder (model + processor)")
+    add_model(p)
     p.add_argument("--data", type=Path, required=True,
                    help="test utterances: a labeled TSV, a fairseq manifest or a folder of audio")
     p.add_argument("--out", type=Path, default=None,
@@ -33,11 +32,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="the per-character backwards: one vmapped backward (batched) or one "
                         "after another (loop); auto (default): batched on a GPU, loop on CPU; "
                         "the attributions are the same")
-    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                   help="precision the attributions are computed in (default float32)")
     p.add_argument("--utterances", type=int, default=None,
                    help="analyse the first N utterances (continue later with a larger N and "
                         "--resume); default: all")
-    add_alias(p, "--limit", "--utterances", dest="utterances", type=int)
     p.add_argument("--save-every", type=int, default=10,
                    help="save the running sums every N utterances")
     p.add_argument("--resume", action="store_true",
@@ -46,24 +45,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from speechfm.core.errors import SpeechfmError
     from speechfm.core.tracking import start_run
-    from speechfm.interpret.lur import LurRun, analyse
+    from speechfm.interpret.lur import LurRun, analyse, resolve_device
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    elif device.startswith("cuda") and not torch.cuda.is_available():
-        raise SpeechfmError(f"--device {device}: no CUDA device is available", hint="use --device cpu")
+    device = resolve_device(args.device)  # before the report folder is touched
     if args.steps < 2 or args.chunk < 0 or args.save_every < 1:
         raise SpeechfmError("--steps must be >= 2, --save-every >= 1 and --chunk >= 0")
     out = args.out or Path("reports/lur") / args.model.resolve().name
     cfg = LurRun(model_dir=args.model, data=args.data, out=out, layers=args.layers,
                  steps=args.steps, method=args.method, chunk=args.chunk, device=device,
                  target_batching=args.target_batching,
-                 dtype=args.dtype, save_every=args.save_every, limit=args.utterances,
+                 dtype=args.dtype, save_every=args.save_every, utterances=args.utterances,
                  resume=args.resume)
     report = analyse(cfg)
     params = {"model": report["model_path"], "data": report["data"],

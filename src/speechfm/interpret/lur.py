@@ -12,7 +12,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -163,11 +163,21 @@ class LurRun:
     method: str = "gausslegendre"
     chunk: int = 0  # interpolation steps per forward; 0: from ig.memory_budget
     target_batching: str = "auto"  # ig.TARGET_BATCHING: the per-character backwards
-    device: str = "cpu"
+    device: str = "auto"  # cpu, cuda, cuda:N; auto: cuda where there is one
     dtype: str = "float32"
     save_every: int = 10
-    limit: int | None = None
+    utterances: int | None = None  # analyse the first N (None: all)
     resume: bool = False
+
+
+def resolve_device(device: str) -> str:
+    """`auto` -> cuda where available, else cpu; a CUDA device that is not there is an error."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SpeechfmError(f"device {device}: no CUDA device is available",
+                            hint="use --device cpu")
+    return device
 
 
 def load_model(model_dir: Path, device: str, dtype: str) -> tuple[torch.nn.Module, object]:
@@ -191,6 +201,7 @@ def analyse(cfg: LurRun) -> dict:
 
     from speechfm.interpret import data as data_mod
 
+    cfg = replace(cfg, device=resolve_device(cfg.device))
     utterances = data_mod.list_utterances(cfg.data)
     model, processor = load_model(cfg.model_dir, cfg.device, cfg.dtype)
     num_layers = len(model.wav2vec2.encoder.layers)
@@ -209,7 +220,7 @@ def analyse(cfg: LurRun) -> dict:
         log.info("resuming after %d of %d utterances", state.done, len(utterances))
     else:
         state = LurState(layers=layers, hidden=model.config.hidden_size, vocab=model.config.vocab_size)
-    stop = len(utterances) if cfg.limit is None else min(len(utterances), cfg.limit)
+    stop = len(utterances) if cfg.utterances is None else min(len(utterances), cfg.utterances)
 
     def features(index: int) -> torch.Tensor:
         audio = data_mod.load_audio(utterances[index])

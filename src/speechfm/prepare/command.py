@@ -13,21 +13,21 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_site, add_workers
+
     p.add_argument("archive", type=Path, help="archive root (channel/YYYY/MM/DD/*.ts)")
     p.add_argument("--out", type=Path, required=True, help="output dataset folder")
-    p.add_argument("--site", default=None,
-                   help="site profile (local, local-slurm, lumi) or YAML file whose 'prepare:' "
-                        "section sets defaults (pipelines/sites/*.yaml)")
-    p.add_argument("--workers", type=int, default=None, help="local worker processes")
+    add_site(p)  # its 'prepare:' section sets the defaults of the options below
+    add_workers(p, None, unset="the site's prepare.workers")
     p.add_argument("--unit", choices=("day", "month", "year"), default=None,
                    help="one shard group per channel x UNIT (default month)")
     p.add_argument("--vad", choices=("silero", "webrtc"), default=None,
-                   help="silero (default: also rejects music/noise) or webrtc (fast)")
-    p.add_argument("--aggressiveness", type=int, default=None, dest="webrtc_aggressiveness",
-                   help="webrtcvad aggressiveness 0-3")
-    p.add_argument("--valid-hours", type=float, default=None, dest="valid_hours",
+                   help="silero (also rejects music and noise) or webrtc (fast) (default silero)")
+    p.add_argument("--webrtc-aggressiveness", type=int, default=None,
+                   help="webrtcvad aggressiveness 0-3 (default 3)")
+    p.add_argument("--valid-hours", type=float, default=None,
                    help="validation hours per channel (default 2)")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=int, default=None, help="seed of the validation draw (default 0)")
     p.add_argument("--no-fingerprint", dest="fingerprint", action="store_const", const=False,
                    default=None, help="no audio fingerprints (`speechfm dedup` needs them)")
     p.add_argument("--slurm", action="store_true",

@@ -10,9 +10,11 @@ HELP = "Convert an archive to 16 kHz mono FLAC files, same folder tree (the refe
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_workers
+
     p.add_argument("archive", type=Path, help="archive root")
     p.add_argument("--out", type=Path, required=True, help="output folder for the FLAC tree")
-    p.add_argument("--workers", type=int, default=2, help="parallel ffmpeg processes")
+    add_workers(p, 2)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,13 +12,13 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("out", type=Path, help="a folder written by 'speechfm prepare'")
+    p.add_argument("prepared", type=Path, help="prepare's output folder (shards/, manifests/)")
 
 
 def run(args: argparse.Namespace) -> int:
     from speechfm.prepare.verify import verify
 
-    checked, problems = verify(args.out)
+    checked, problems = verify(args.prepared)
     for problem in problems:
         print(problem)
     print(f"{checked} entries checked, {len(problems)} problems")

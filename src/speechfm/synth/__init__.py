@@ -28,7 +28,7 @@ class SynthConfig:
     labeled: dict = field(default_factory=lambda: {"train": 600, "valid": 60, "test": 60})
 
 
-def synthesize(out: Path, config: SynthConfig, jobs: int = 2) -> dict:
+def synthesize(out: Path, config: SynthConfig, workers: int = 2) -> dict:
     """Write the archive under `out/archive` and the labeled corpus under `out/labeled`.
 
     Re-running with the same config keeps what is already complete; a different config into the
@@ -62,7 +62,7 @@ def synthesize(out: Path, config: SynthConfig, jobs: int = 2) -> dict:
                        config.hours_per_day, config.first_hour, config.hour_seconds, config.seed)
     library = Library.build(config.seed, channels, pools.archive)
     archive, labeled = out / "archive", out / "labeled"
-    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, workers)) as pool:
         futures = [pool.submit(write_hour, s, archive, pools.archive, library) for s in specs]
         for fut in tqdm(futures, desc="broadcast hours", unit="file", disable=None):
             fut.result()

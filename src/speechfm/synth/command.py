@@ -6,23 +6,28 @@ import argparse
 import json
 from pathlib import Path
 
+from speechfm.synth import SynthConfig
+
 HELP = "Generate the demo broadcast archive (MPEG-TS + ground truth) and a labeled corpus."
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    from speechfm.core.cliargs import add_workers
+
     p.add_argument("--out", type=Path, default=Path("demo_archive"),
                    help="output folder (archive/ and labeled/ are written inside)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the demo's content: the same settings give the same bytes")
     p.add_argument("--channels", type=int, default=4, help="number of channels (radio and TV)")
     p.add_argument("--start", default="2021-01-31", help="first day, YYYY-MM-DD")
     p.add_argument("--days", type=int, default=2)
     p.add_argument("--hours-per-day", type=int, default=2)
     p.add_argument("--hour-seconds", type=float, default=90.0,
                    help="length of each broadcast 'hour' file in seconds (scale of the demo)")
-    p.add_argument("--train", type=int, default=600, help="labeled training utterances")
-    p.add_argument("--valid", type=int, default=60, help="labeled validation utterances")
-    p.add_argument("--test", type=int, default=60, help="labeled test utterances")
-    p.add_argument("--jobs", type=int, default=2, help="worker processes")
+    for split, count in SynthConfig().labeled.items():
+        p.add_argument(f"--{split}-utterances", type=int, default=count,
+                       help=f"utterances of the labeled {split} table (default {count})")
+    add_workers(p, 2)
     p.add_argument("--only-for", type=Path, metavar="ARCHIVE",
                    help="generate only if ARCHIVE is this demo's archive (OUT/archive); otherwise "
                         "write OUT/synth.json saying the demo was skipped (dvc.yaml uses this so "
@@ -30,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from speechfm.synth import SynthConfig, synthesize
+    from speechfm.synth import synthesize
 
     if args.only_for is not None and args.only_for.resolve() != (args.out / "archive").resolve():
         args.out.mkdir(parents=True, exist_ok=True)
@@ -43,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     config = SynthConfig(
         seed=args.seed, channels=args.channels, start=args.start, days=args.days,
         hours_per_day=args.hours_per_day, hour_seconds=args.hour_seconds,
-        labeled={"train": args.train, "valid": args.valid, "test": args.test},
+        labeled={split: getattr(args, f"{split}_utterances") for split in SynthConfig().labeled},
     )
-    summary = synthesize(args.out, config, jobs=args.jobs)
+    summary = synthesize(args.out, config, workers=args.workers)
     print(json.dumps(summary, indent=1))
     return 0

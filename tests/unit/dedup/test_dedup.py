@@ -34,7 +34,7 @@ DEMO = SynthConfig(seed=5, channels=4, start="2021-01-31", days=3, hours_per_day
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dedup_demo")
-    synthesize(out, DEMO, jobs=2)
+    synthesize(out, DEMO, workers=2)
     return out / "archive"
 
 

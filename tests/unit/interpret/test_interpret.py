@@ -172,7 +172,7 @@ def test_gelu_keeping_derivative_is_torchs_gelu_and_is_put_back(tiny_ctc_model_d
 
 def test_lur_matches_plain_reference(tiny_ctc_model_dir, test_tsv, tmp_path):
     cfg = LurRun(model_dir=tiny_ctc_model_dir, data=test_tsv, out=tmp_path / "r", steps=STEPS,
-                 dtype="float64", limit=2, target_batching="batched")
+                 dtype="float64", utterances=2, target_batching="batched")
     report = analyse(cfg)
     assert report["settings"]["target_batching"] == "batched"
     model, _ = load_model(tiny_ctc_model_dir, "cpu", "float64")
@@ -232,7 +232,7 @@ def test_cli_resume_report_mlflow_and_overlay(tiny_ctc_model_dir, test_tsv, tmp_
 
 
 def test_resume_refuses_other_settings(tiny_ctc_model_dir, test_tsv, tmp_path, capsys):
-    cfg = LurRun(model_dir=tiny_ctc_model_dir, data=test_tsv, out=tmp_path, steps=4, limit=1,
+    cfg = LurRun(model_dir=tiny_ctc_model_dir, data=test_tsv, out=tmp_path, steps=4, utterances=1,
                  layers="2")
     report = analyse(cfg)
     assert report["layers"] == [2] and report["utterances"] == 1

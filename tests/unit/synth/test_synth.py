@@ -226,15 +226,15 @@ def tree_digest(root: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_same_seed_gives_identical_files(small_demo: Path, tmp_path: Path) -> None:
     again = tmp_path / "again"
-    synthesize(again, SMALL_DEMO, jobs=1)
+    synthesize(again, SMALL_DEMO, workers=1)
     assert tree_digest(again) == tree_digest(small_demo)
 
 
 def test_other_seed_differs_and_settings_are_not_mixed(tmp_path: Path) -> None:
     tiny = {"channels": 1, "days": 1, "hours_per_day": 1, "hour_seconds": 6.0,
                 "labeled": {"train": 1, "valid": 1, "test": 1}}
-    synthesize(tmp_path / "a", SynthConfig(seed=1, **tiny), jobs=1)
-    synthesize(tmp_path / "b", SynthConfig(seed=2, **tiny), jobs=1)
+    synthesize(tmp_path / "a", SynthConfig(seed=1, **tiny), workers=1)
+    synthesize(tmp_path / "b", SynthConfig(seed=2, **tiny), workers=1)
     assert tree_digest(tmp_path / "a") != tree_digest(tmp_path / "b")
     with pytest.raises(SpeechfmError, match="other settings"):
-        synthesize(tmp_path / "a", SynthConfig(seed=2, **tiny), jobs=1)
+        synthesize(tmp_path / "a", SynthConfig(seed=2, **tiny), workers=1)
