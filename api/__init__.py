@@ -3,13 +3,13 @@
 `create_app(Settings(...))` builds the app; `speechfm serve` runs it with uvicorn.
 """
 
-from api.settings import Settings
+from speechfm_api.settings import Settings
 
 __all__ = ["Settings", "create_app"]
 
 
 def create_app(settings: Settings):
-    """Build the FastAPI app for `settings` (imported here so `import api` stays light)."""
-    from api.app import create_app as _create
+    """Build the FastAPI app for `settings` (imported here so `import speechfm_api` stays light)."""
+    from speechfm_api.app import create_app as _create
 
     return _create(settings)

@@ -1,4 +1,4 @@
-"""The FastAPI app: the service's state, its routers (`api.routers`), error answers and limits."""
+"""The FastAPI app: the service's state, its routers (`speechfm_api.routers`), error answers and limits."""
 
 from __future__ import annotations
 
@@ -11,11 +11,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.errors import ApiError
-from api.routers import attribution, openai, page, reports, service, streaming, transcription
-from api.service import Service
-from api.settings import Settings
-from api.upload import UploadLimit
+from speechfm_api.errors import ApiError
+from speechfm_api.routers import (
+    attribution,
+    openai,
+    page,
+    reports,
+    service,
+    streaming,
+    transcription,
+)
+from speechfm_api.service import Service
+from speechfm_api.settings import Settings
+from speechfm_api.upload import UploadLimit
 
 
 async def api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from api.errors import ApiError
-from api.registry import LoadedModel
+from speechfm_api.errors import ApiError
+from speechfm_api.registry import LoadedModel
 
 log = logging.getLogger(__name__)
 

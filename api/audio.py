@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from api.errors import ApiError, LimitExceeded
 from speechfm.core.audio import ffmpeg_pcm_command
 from speechfm.core.constants import MAX_SEGMENT_SECONDS, SAMPLE_RATE
 from speechfm.core.vad import VadConfig
+from speechfm_api.errors import ApiError, LimitExceeded
 
 log = logging.getLogger(__name__)
 

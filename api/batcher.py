@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from api.errors import ApiError
-from api.registry import Decoded, LoadedModel
+from speechfm_api.errors import ApiError
+from speechfm_api.registry import Decoded, LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from api.errors import ApiError
-from api.settings import NAME_RE, Settings, intra_op_threads
 from speechfm.core.ctc import Word
 from speechfm.core.errors import SpeechfmError
+from speechfm_api.errors import ApiError
+from speechfm_api.settings import NAME_RE, Settings, intra_op_threads
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ class Registry:
                 if NAME_RE.match(p.name) and p.is_dir() and is_model_dir(p)]
 
     def _mlflow_entries(self) -> list[ModelEntry]:
-        uri = self.settings.mlflow_uri
+        uri = self.settings.tracking_uri
         if not uri or (uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()):
             return []
         try:
@@ -134,7 +134,7 @@ class Registry:
         dest = self.settings.cache_dir / "mlflow" / entry.name / str(entry.version)
         if not dest.is_dir():
             dest.mkdir(parents=True, exist_ok=True)
-            mlflow.set_tracking_uri(self.settings.mlflow_uri)
+            mlflow.set_tracking_uri(self.settings.tracking_uri)
             mlflow.artifacts.download_artifacts(
                 artifact_uri=f"models:/{entry.name}/{entry.version}", dst_path=str(dest))
         for candidate in [dest, *sorted(p.parent for p in dest.rglob("config.json"))]:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from api.errors import ApiError
-from api.settings import API_PREFIX, NAME_RE
+from speechfm_api.errors import ApiError
+from speechfm_api.settings import API_PREFIX, NAME_RE
 
 REPORT_JSON = "lur.json"
 PLOTS = {"svg": ("lur.svg", "image/svg+xml"), "png": ("lur.png", "image/png")}

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import Path as PathParam
 from pydantic import BaseModel, Field
 
-from api.settings import NAME_PATTERN
+from speechfm_api.settings import NAME_PATTERN
 
 
 class ErrorBody(BaseModel):

@@ -11,16 +11,16 @@ from typing import Annotated
 from fastapi import Depends, Request, UploadFile
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.attribution import Jobs
-from api.audio import split_speech
-from api.batcher import MicroBatcher
-from api.errors import ApiError
-from api.registry import LoadedModel, Registry
-from api.settings import Settings, inference_workers, intra_op_threads
-from api.transcripts import Transcription, transcription
-from api.upload import decoded
 from speechfm.core.constants import SAMPLE_RATE
 from speechfm.core.errors import require_tool
+from speechfm_api.attribution import Jobs
+from speechfm_api.audio import split_speech
+from speechfm_api.batcher import MicroBatcher
+from speechfm_api.errors import ApiError
+from speechfm_api.registry import LoadedModel, Registry
+from speechfm_api.settings import Settings, inference_workers, intra_op_threads
+from speechfm_api.transcripts import Transcription, transcription
+from speechfm_api.upload import decoded
 
 
 class Service:

@@ -23,7 +23,7 @@ class Settings:
 
     models_dir: Path | None = None
     """Folder of transformers-format wav2vec2 CTC model folders (one per model name)."""
-    mlflow_uri: str | None = None
+    tracking_uri: str | None = None
     """MLflow tracking URI whose registered models are served too (None: directory only)."""
     reports_dir: Path | None = None
     """Folder of LUR report folders (`lur.json`, `lur.svg`, `lur.png`) written by `speechfm lur`."""
@@ -46,7 +46,7 @@ class Settings:
     graphs)."""
     threads: int = 0
     """Intra-op threads of each inference worker (0: every core this process may use)."""
-    workers: int = 0
+    inference_workers: int = 0
     """Batches of one model that run at once, each in its own thread (0: onnx one per core; torch
     1, as torch's thread count is per process). ONNX Runtime's sleeping (not spinning) threads
     share the cores: two workers of two threads each beat one worker of two threads at 1 and 8
@@ -115,9 +115,9 @@ def cores() -> int:
 
 
 def inference_workers(settings: Settings) -> int:
-    """Batches that run at once per model (`Settings.workers`, 0 resolved by the runtime)."""
-    if settings.workers:
-        return settings.workers
+    """Batches that run at once per model (`Settings.inference_workers`, 0 resolved by the runtime)."""
+    if settings.inference_workers:
+        return settings.inference_workers
     return cores() if settings.runtime == "onnx" else 1
 
 

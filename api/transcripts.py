@@ -6,7 +6,7 @@ Times come from the CTC frames (`speechfm.core.ctc`: 20 ms each) offset by the c
 the upload. A segment (a subtitle cue) is a run of a chunk's words without a pause of
 `SEGMENT_PAUSE_S` or more, at most `SEGMENT_MAX_S` long: it starts at its first word's first
 letter and ends after its last word's last letter. Chunks of long audio are the music-rejecting
-VAD's speech regions (`api.audio.split_speech`), so a segment never spans music or a long silence.
+VAD's speech regions (`speechfm_api.audio.split_speech`), so a segment never spans music or a long silence.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from api.registry import Decoded, LoadedModel
 from speechfm.core.constants import SAMPLE_RATE
 from speechfm.core.ctc import Word, group_words
+from speechfm_api.registry import Decoded, LoadedModel
 
 SEGMENT_PAUSE_S = 0.5
 SEGMENT_MAX_S = 10.0

@@ -14,8 +14,8 @@ import numpy as np
 from fastapi import UploadFile
 from fastapi.responses import JSONResponse
 
-from api import audio as audio_io
-from api.errors import ApiError, LimitExceeded
+from speechfm_api import audio as audio_io
+from speechfm_api.errors import ApiError, LimitExceeded
 
 
 class UploadLimit:
@@ -64,7 +64,7 @@ class UploadLimit:
 
 
 async def decoded(upload: UploadFile, max_seconds: float, limit: str) -> np.ndarray:
-    """Spool the upload to a temp file and decode it (`api.audio.decode`), off the event loop."""
+    """Spool the upload to a temp file and decode it (`speechfm_api.audio.decode`), off the event loop."""
     def work() -> np.ndarray:
         with tempfile.NamedTemporaryFile(prefix="speechfm-upload-") as tmp:
             upload.file.seek(0)

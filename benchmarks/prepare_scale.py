@@ -117,7 +117,7 @@ def dataset_memory(manifest: Path, kind: str, barrier: str) -> dict:
     import numpy as np
     from fairseq.data import FileAudioDataset
 
-    from speechfm.launch.indexed_audio import IndexedAudioDataset
+    from speechfm.engine.fairseq.indexed_audio import IndexedAudioDataset
 
     cls = IndexedAudioDataset if kind == "indexed" else FileAudioDataset
     before = memory()
@@ -154,7 +154,7 @@ def decode_rate(manifest: Path, kind: str, passes: int) -> dict:
     import torch
     from fairseq.data import FileAudioDataset
 
-    from speechfm.launch.indexed_audio import IndexedAudioDataset
+    from speechfm.engine.fairseq.indexed_audio import IndexedAudioDataset
 
     torch.set_num_threads(1)
     cls = IndexedAudioDataset if kind == "indexed" else FileAudioDataset

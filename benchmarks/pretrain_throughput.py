@@ -1,5 +1,5 @@
 """Pre-training throughput: speechfm's fairseq launcher against plain `fairseq-hydra-train`, and
-a sweep of the fast paths (speechfm/launch/fastpaths.py) on and off.
+a sweep of the fast paths (speechfm/engine/fairseq/fastpaths.py) on and off.
 
 CPU (always): the `tiny` preset, updates/s and audio seconds/s. With `--device cuda` also the
 `base` preset on one GPU: audio seconds/s and model FLOP utilisation (MFU) in fp16 and bf16.
@@ -151,7 +151,7 @@ def model_config(preset: str, overrides: list[str] = ()) -> dict:
     """The resolved fairseq model config of a preset (what the FLOP count reads)."""
     sys.path.insert(0, str(ROOT / "src"))
     from speechfm.core.presets import load_pretrain
-    from speechfm.launch import compose_config
+    from speechfm.engine.fairseq import compose_config
 
     return compose_config(load_pretrain(preset)["fairseq"], overrides=list(overrides))["model"]
 
@@ -212,9 +212,9 @@ def sweep_lengths(device: str, seed: int = 0) -> list[float]:
 def sweep_config(row: dict, manifest: Path, device: str) -> tuple[dict, dict]:
     """(the row's full fairseq config, its model config) for one GPU or one CPU process."""
     from speechfm.core.presets import load_pretrain
-    from speechfm.launch import compose_config
-    from speechfm.launch.job import distributed_settings
-    from speechfm.launch.userdir import ensure_indexes
+    from speechfm.engine.fairseq import compose_config
+    from speechfm.engine.fairseq.job import distributed_settings
+    from speechfm.engine.fairseq.userdir import ensure_indexes
 
     preset, extra = SWEEP[device]["models"][row["model"]]
     cpu = device == "cpu"
@@ -240,7 +240,7 @@ def run_row(row: dict, manifest: Path, device: str, warmup: int, updates: int) -
     from fairseq.trainer import Trainer
     from omegaconf import OmegaConf
 
-    from speechfm.launch import fastpaths
+    from speechfm.engine.fairseq import fastpaths
     from speechfm.pretrain.flops import training_flops
 
     config, model_cfg = sweep_config(row, manifest, device)
@@ -309,7 +309,7 @@ def device_name(device: str) -> tuple[str, float | None]:
 
 
 def print_exactness(device: str) -> None:
-    from speechfm.launch.fastcheck import check
+    from speechfm.engine.fairseq.fastcheck import check
 
     print(f"exactness against plain fairseq on {device} (tiny model, float32, relative errors):",
           flush=True)
@@ -323,7 +323,7 @@ def print_batch_fill(max_tokens: int = 2_800_000, crop: int = 960_000, seed: int
     length distributions (Base's max_tokens and 2-60 s crops): pure arithmetic, any device."""
     from fairseq.data import data_utils
 
-    from speechfm.launch import fastpaths
+    from speechfm.engine.fairseq import fastpaths
 
     rng = np.random.default_rng(seed)
     dists = {"15 s clips (the launcher benchmark)": np.full(400, 240_000),

@@ -5,7 +5,7 @@ ONNX logits against torch, and word/segment times against the demo archive's gro
 Usage: python benchmarks/serve_quality.py --model runs/finetune/model --demo data/demo
   [--files 8]. The model folder gets its ONNX graphs (`speechfm export --onnx`) in a temporary
 copy when it has no current ones. Times: every demo broadcast file (up to `--files`) goes through
-the service's own path (`api.audio.split_speech`, the batcher's model, `api.transcripts`); each
+the service's own path (`speechfm_api.audio.split_speech`, the batcher's model, `speechfm_api.transcripts`); each
 truth sentence is matched with the words whose middle lies inside it, and where the first (last)
 word was recognised (at most a third of its letters wrong against the sentence's first (last)
 word), its start (end) is compared with the sentence's start (end): a recognition error at a
@@ -44,10 +44,10 @@ def recognised(hyp: str, ref: str) -> bool:
 
 def sentence_errors(model, demo: Path, files: int) -> dict[str, object]:
     """Start/end errors (s) of each truth sentence's words, and segment-vs-block checks."""
-    from api.audio import decode, split_speech
-    from api.transcripts import transcription
     from speechfm.core.constants import SAMPLE_RATE
     from speechfm.core.text import normalize
+    from speechfm_api.audio import decode, split_speech
+    from speechfm_api.transcripts import transcription
 
     starts, ends, segments_ok, segments, sentences = [], [], 0, 0, 0
     for ts in sorted((demo / "archive").rglob("*.ts"))[:files]:
@@ -99,12 +99,12 @@ def main() -> None:
     parser.add_argument("--demo", type=Path, required=True, help="`speechfm synth` output")
     parser.add_argument("--files", type=int, default=8, help="demo broadcast files timed")
     args = parser.parse_args()
-    from api.registry import LoadedModel
-    from api.settings import Settings
     from speechfm.core.audio import read_clip
     from speechfm.core.labeled import read_labeled
     from speechfm.core.onnx import export_onnx, is_current
     from speechfm.core.text import Normalizer, TextConfig
+    from speechfm_api.registry import LoadedModel
+    from speechfm_api.settings import Settings
 
     with tempfile.TemporaryDirectory(prefix="serve-quality-") as tmp:
         folder = args.model

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import Response
 
-from api.attribution import DEFAULT_STEPS, MAX_STEPS
-from api.schemas import AUTH_ERRORS, ERRORS, ErrorBody, JobId, JobOut, Name
-from api.service import ServiceDep, authorized
-from api.settings import API_PREFIX
-from api.upload import decoded
+from speechfm_api.attribution import DEFAULT_STEPS, MAX_STEPS
+from speechfm_api.schemas import AUTH_ERRORS, ERRORS, ErrorBody, JobId, JobOut, Name
+from speechfm_api.service import ServiceDep, authorized
+from speechfm_api.settings import API_PREFIX
+from speechfm_api.upload import decoded
 
 router = APIRouter(prefix=API_PREFIX, tags=["attribution"], dependencies=[Depends(authorized)])
 

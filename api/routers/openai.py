@@ -15,9 +15,9 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-from api.errors import ApiError
-from api.service import ServiceDep
-from api.settings import API_PREFIX
+from speechfm_api.errors import ApiError
+from speechfm_api.service import ServiceDep
+from speechfm_api.settings import API_PREFIX
 
 PREFIX = f"{API_PREFIX}/audio"
 router = APIRouter(prefix=PREFIX, tags=["openai"])

@@ -7,11 +7,11 @@ from collections.abc import Callable
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, HTMLResponse
 
-from api.errors import ApiError
-from api.reports import PLOTS, list_reports, load, page, report_dir
-from api.schemas import ERRORS, Name, ReportList
-from api.service import ServiceDep
-from api.settings import API_PREFIX
+from speechfm_api.errors import ApiError
+from speechfm_api.reports import PLOTS, list_reports, load, page, report_dir
+from speechfm_api.schemas import ERRORS, Name, ReportList
+from speechfm_api.service import ServiceDep
+from speechfm_api.settings import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX, tags=["reports"])
 

@@ -7,9 +7,9 @@ import asyncio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from api.schemas import ErrorBody, Health, ModelDetail, ModelList, Name, Ready
-from api.service import ServiceDep
-from api.settings import API_PREFIX
+from speechfm_api.schemas import ErrorBody, Health, ModelDetail, ModelList, Name, Ready
+from speechfm_api.service import ServiceDep
+from speechfm_api.settings import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX)
 

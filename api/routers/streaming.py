@@ -24,11 +24,11 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
-from api.errors import ApiError
-from api.registry import LoadedModel
-from api.service import Service
-from api.settings import API_PREFIX, NAME_RE
 from speechfm.core.constants import SAMPLE_RATE
+from speechfm_api.errors import ApiError
+from speechfm_api.registry import LoadedModel
+from speechfm_api.service import Service
+from speechfm_api.settings import API_PREFIX, NAME_RE
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix=API_PREFIX)

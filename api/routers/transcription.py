@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, UploadFile
 
-from api.schemas import ERRORS, Name, Transcript
-from api.service import ServiceDep
-from api.settings import API_PREFIX
+from speechfm_api.schemas import ERRORS, Name, Transcript
+from speechfm_api.service import ServiceDep
+from speechfm_api.settings import API_PREFIX
 
 router = APIRouter(prefix=API_PREFIX)
 

@@ -62,33 +62,30 @@ def test_one_spelling_per_idea_across_verbs() -> None:
         assert "--workers" in _options(verb) and "--jobs" not in _options(verb), verb
 
 
-@pytest.mark.parametrize("verb, old, new, dest, value", [
-    ("finetune", "--processes", "--gpus", "gpus", 2),
-    ("serve", "--mlflow-uri", "--tracking-uri", "tracking_uri", "none"),
+@pytest.mark.parametrize("argv", [
+    ["pretrain", "--manifest", "m", "optimization.max_update=7"],  # positional overrides
+    ["pretrain", "--manifest", "m", "--executor", "slurm"],  # the site decides
+    ["prepare", "archive", "--out", "o", "--slurm"],  # the site decides
+    ["finetune", "--out", "o", "--processes", "2"],  # --gpus
 ])
-def test_old_spellings_still_work_with_a_one_line_warning(verb, old, new, dest, value,
-                                                         capsys) -> None:
+def test_dropped_spellings_are_rejected(argv: list[str], capsys) -> None:
     from speechfm.cli import build_parser
-    from speechfm.core import cliargs
 
-    cliargs._warned.clear()
-    required = {"finetune": ["--out", "x"]}
-    args = build_parser().parse_args([verb, *required.get(verb, []), old, str(value)])
-    assert getattr(args, dest) == value
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"speechfm: warning: {old} is deprecated; use {new}"]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(argv)
+    assert "unrecognized arguments" in capsys.readouterr().err
 
 
-def test_pretrain_positional_overrides_are_deprecated_but_honoured(tmp_path, capsys) -> None:
+def test_pretrain_length_is_updates_as_in_finetune(tmp_path) -> None:
+    """`--updates` (params.yaml `pretrain.updates`) is the pre-training length, as in finetune."""
     from speechfm.cli import build_parser
-    from speechfm.core import cliargs
-    from speechfm.pretrain.command import overrides_of
+    from speechfm.pretrain.command import config_of
 
-    cliargs._warned.clear()
-    args = build_parser().parse_args(["pretrain", "--manifest", str(tmp_path), "--set",
-                                      "optimization.lr=[0.1]", "optimization.max_update=7"])
-    assert overrides_of(args) == ["optimization.lr=[0.1]", "optimization.max_update=7"]
-    assert "use --set KEY=VALUE" in capsys.readouterr().err
+    args = build_parser().parse_args(["pretrain", "--manifest", str(tmp_path), "--updates", "7",
+                                      "--set", "optimization.lr=[0.1]"])
+    config = config_of(args)
+    assert config.updates == 7 and config.overrides == ["optimization.lr=[0.1]"]
+    assert "--updates" in _options("finetune") and "--simulate-gpus" in _options("pretrain")
 
 
 @pytest.mark.slow  # a whole verb end to end (see `make test-fast`)

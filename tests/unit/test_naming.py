@@ -41,15 +41,7 @@ OWN_MEANING = {
     "--dtype": "the precision a verb runs the model in; each verb offers the ones it supports "
                "(lur: float32/float64 attributions, serve: inference precisions)",
 }
-# Shared options still defined by hand in verbs other helpers of issue #23 move to cliargs (the
-# `ranks` helper: pretrain, finetune; the `serve` helper: serve). Delete an entry when the test
-# says it is no longer needed.
-PENDING = {
-    "--site": "pretrain and finetune take add_site (branch ranks)",
-    "--keep": "finetune takes add_alphabet (branch ranks)",
-    "--tracking-uri": "serve takes add_tracking (branch serve)",
-    "--workers": "serve's concurrent batches get their own name (branch serve)",
-}
+PENDING: dict[str, str] = {}
 
 # Where each verb's library defaults live: dataclasses / pydantic models (fields) and functions
 # (keyword defaults), matched to the verb's options by destination name.

@@ -1,49 +1,16 @@
 """Argument spellings every verb shares, so one idea has one name across the CLI, `dvc.yaml`,
 `params.yaml`, the API and the docs: `--set KEY=VALUE`, `--tracking-uri URI|none`, `--gpus N`,
-`--site`, `--workers N`, `--model`, `--alphabet`/`--keep`, booleans as `true|false`, and one-line
-deprecation warnings for the old spellings that pretrain, finetune and serve still accept.
-`tests/test_naming.py` checks that verbs sharing an option take it from here."""
+`--site`, `--workers N`, `--updates N`, `--model`, `--alphabet`/`--keep`, booleans as
+`true|false`. There are no deprecated spellings (0.1.0 had no outside users).
+`tests/unit/test_naming.py` checks that verbs sharing an option take it from here."""
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
 from speechfm.core.errors import SpeechfmError
-
-_warned: set[str] = set()
-
-
-def warn_deprecated(old: str, new: str) -> None:
-    """One line on stderr, once per process: `old` still works, `new` is the spelling to use."""
-    if old not in _warned:
-        _warned.add(old)
-        print(f"speechfm: warning: {old} is deprecated; use {new}", file=sys.stderr)
-
-
-class DeprecatedAlias(argparse.Action):
-    """An old option name that stores into the new option's destination, with a warning."""
-
-    def __init__(self, option_strings: list[str], dest: str, new: str = "", **kwargs: Any):
-        self.new = new
-        kwargs.setdefault("help", f"deprecated spelling of {new}")
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        warn_deprecated(option_string or self.option_strings[0], self.new)
-        if isinstance(getattr(namespace, self.dest, None), list) and not isinstance(values, list):
-            getattr(namespace, self.dest).append(values)
-        else:
-            setattr(namespace, self.dest, values)
-
-
-def add_alias(parser: argparse.ArgumentParser, old: str, new: str, dest: str, **kwargs: Any) -> None:
-    """Accept `old` as a deprecated spelling of `new` (same destination, help hidden)."""
-    parser.add_argument(old, dest=dest, action=DeprecatedAlias, new=new,
-                        help=argparse.SUPPRESS, **kwargs)
 
 
 def add_tracking(parser: argparse.ArgumentParser, experiment: str | None = None) -> None:
@@ -98,6 +65,13 @@ def add_bool(parser: argparse.ArgumentParser | Any, flag: str, default: bool | N
              help: str) -> None:
     """A `--flag {true,false}` option (params.yaml booleans reach the CLI as true/false)."""
     parser.add_argument(flag, type=parse_bool, default=default, metavar="{true,false}", help=help)
+
+
+def add_updates(parser: argparse.ArgumentParser | Any) -> None:
+    """`--updates N`: a training run's length in optimizer updates (pre-training, fine-tuning)."""
+    parser.add_argument("--updates", type=int, default=None,
+                        help="run length in optimizer updates (unset or 0: the preset's); "
+                             "raising it continues the run in --out when nothing else changed")
 
 
 def add_site(parser: argparse.ArgumentParser) -> None:

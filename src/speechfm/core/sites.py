@@ -1,9 +1,10 @@
 """Site profiles (`pipelines/sites/<name>.yaml`): where stages run, as validated data.
 
-One typed schema for every site file and one loader. A site has a `train:` section (how training
-ranks start: locally or as one sbatch job) and a `prepare:` section (how prepare builds its units:
-a local process pool or a Slurm array). An unknown or misspelt key is an error naming the key and
-the file, never a silent default.
+One typed schema for every site file and one loader. A site's `executor` is the one rule for
+every verb: `local` runs the work on this machine, `slurm` submits it (training ranks as one
+sbatch job, prepare's units as a Slurm array). Its `train:` section says how training ranks run
+there, its `prepare:` section how prepare builds its units. An unknown or misspelt key is an
+error naming the key and the file, never a silent default.
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ class Container(_Strict):
 
 
 class TrainSite(_Strict):
-    """How the ranks of a training job (pre-training, CTC fine-tuning) are started."""
+    """How the ranks of a training job (pre-training, CTC fine-tuning) run on a Slurm site."""
 
-    executor: Literal["local", "slurm"] = "local"
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -73,9 +73,8 @@ class PrepareSlurm(_Strict):
 
 
 class PrepareSite(_Strict):
-    """How `speechfm prepare` builds units: a local process pool or a Slurm array."""
+    """How `speechfm prepare` builds units: a local process pool or, on a Slurm site, an array."""
 
-    executor: Literal["local", "slurm"] = "local"
     workers: int = 1
     config: dict[str, Any] = Field(default_factory=dict)
     """Defaults for `PrepareConfig` fields (the command line wins)."""
@@ -87,6 +86,8 @@ class Site(_Strict):
 
     name: str = "default"
     path: Path | None = None
+    executor: Literal["local", "slurm"] = "local"
+    """Where every verb's work runs: here, or submitted to Slurm."""
     train: TrainSite = Field(default_factory=TrainSite)
     prepare: PrepareSite = Field(default_factory=PrepareSite)
 
@@ -122,7 +123,7 @@ def load_site(name: str | Path | None) -> Site:
     except (OSError, yaml.YAMLError) as exc:
         raise SpeechfmError(f"cannot read site file: {exc}", path=path) from None
     if not isinstance(data, dict):
-        raise SpeechfmError("a site file must be a mapping with train:/prepare: sections",
+        raise SpeechfmError("a site file must be a mapping with executor:, train:, prepare: keys",
                             path=path)
     try:
         return Site(name=path.stem, path=path, **data)

@@ -16,9 +16,9 @@ from typing import Any
 from speechfm.core.checkpoint import export_checkpoint
 from speechfm.core.curves import fairseq_curve, write_curve
 from speechfm.core.errors import SpeechfmError
+from speechfm.engine.fairseq import FairseqJob, compose_config, start, write_job
+from speechfm.engine.fairseq.job import LOG_NAME, distributed_settings, update_freq
 from speechfm.finetune.data import digest
-from speechfm.launch import FairseqJob, compose_config, run_local, write_job
-from speechfm.launch.job import LOG_NAME, distributed_settings, update_freq
 from speechfm.launch.resume import FAIRSEQ_LENGTH, fairseq_settings, file_identity, settle_run
 
 log = logging.getLogger(__name__)
@@ -44,21 +44,10 @@ hyper-parameters (lr, updates, masking, ...) come from the caller's preset."""
 def scratch_encoder(preset: dict[str, Any]) -> dict[str, Any]:
     """`w2v_args` of a randomly initialised encoder: the pre-training preset's task and model,
     completed with fairseq's defaults (what a pre-training checkpoint would carry)."""
-    from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config
-    from fairseq.tasks.audio_pretraining import AudioPretrainingConfig
-    from omegaconf import OmegaConf
-
     from speechfm.core.presets import load_pretrain
+    from speechfm.engine.fairseq.job import pretraining_args
 
-    pre = load_pretrain(preset.get("pretrain_preset", "tiny"))["fairseq"]
-
-    def complete(dataclass, section: dict[str, Any]) -> dict[str, Any]:
-        merged = OmegaConf.merge(OmegaConf.structured(dataclass), {
-            k: v for k, v in section.items() if k != "_name"})
-        return OmegaConf.to_container(merged, enum_to_str=True) | {"_name": section["_name"]}
-
-    task = complete(AudioPretrainingConfig, pre["task"] | {"data": "/"})
-    return {"task": task, "model": complete(Wav2Vec2Config, pre["model"])}
+    return pretraining_args(load_pretrain(preset.get("pretrain_preset", "tiny"))["fairseq"])
 
 
 def _pretraining_settings(init: Path) -> dict[str, Any]:
@@ -121,11 +110,10 @@ def train(data_dir: Path, out: Path, fairseq: dict[str, Any], init: Path | None 
     With a Slurm `site` the job is submitted (and waited for when `wait`)."""
     from speechfm.core.sites import load_site
     from speechfm.core.tracking import tracking_uri as resolve_uri
-    from speechfm.launch.slurm import submit
 
     out = out.resolve()
     site_cfg = load_site(site)
-    slurm = site_cfg.train.executor == "slurm"
+    slurm = site_cfg.executor == "slurm"
     if cpu is None:
         if slurm:
             cpu = not site_cfg.train.gpus_per_node
@@ -145,16 +133,14 @@ def train(data_dir: Path, out: Path, fairseq: dict[str, Any], init: Path | None 
                      run_name=out.name, tracking_uri=resolve_uri(tracking_uri), stage="finetune")
     write_job(job, config)
     if mlflow_run_id:
-        from speechfm.launch.worker import RUN_ID_NAME
+        from speechfm.engine.fairseq.worker import RUN_ID_NAME
 
         (out / RUN_ID_NAME).write_text(mlflow_run_id + "\n", encoding="utf-8")
-    if slurm:
-        job_id, status = submit(job, site_cfg, wait=wait)
-        if not wait:
-            log.info("submitted Slurm job %s", job_id)
-            return out / "checkpoint_best.pt"
-    else:
-        status = run_local(job)
+    outcome = start(job, site_cfg, wait=wait)
+    status = outcome.status
+    if slurm and not wait:
+        log.info("submitted Slurm job %s", outcome.job_id)
+        return out / "checkpoint_best.pt"
     if status != 0:
         raise SpeechfmError(f"fairseq fine-tuning failed with status {status}", path=job.log_path)
     best = out / "checkpoint_best.pt"

@@ -3,7 +3,8 @@
 Starts from a pre-trained wav2vec2 in transformers format (`speechfm export` of a fairseq
 checkpoint) or, without one, from the preset's architecture at random. Frozen feature encoder,
 length-grouped batches, WER/CER at each evaluation, best model by WER, MLflow metrics from
-rank 0. Several processes: run it under `torchrun` (the Trainer picks up the environment).
+rank 0. Several processes: each is a rank started by `speechfm.launch.ranks` (the Trainer
+picks up the rank environment that `speechfm.launch.rank` sets).
 """
 
 from __future__ import annotations

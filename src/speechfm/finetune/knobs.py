@@ -12,12 +12,11 @@ thing both ways is an error.
 | updates | max_steps | optimization.max_update |
 | learning_rate | learning_rate | optimization.lr |
 | freeze_feature_encoder | freeze_feature_encoder | model.feature_grad_mult 0.0 / 1.0 |
-| gpus | torchrun or srun processes | distributed_world_size, update_freq |
+| gpus | ranks (`speechfm.launch.ranks`: processes here or srun tasks) | distributed_world_size, update_freq |
 """
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,7 +68,8 @@ class Knobs:
             raise SpeechfmError(f"{_name('gpus')} must be at least 1, not {self.gpus}")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> Knobs:
+    def from_args(cls, args: Any) -> Knobs:
+        """The knobs of parsed arguments or of a `FinetuneConfig` (the same attribute names)."""
         return cls(epochs=args.epochs or 0, updates=args.updates or 0,
                    learning_rate=args.learning_rate or 0,
                    freeze_feature_encoder=args.freeze_feature_encoder, gpus=args.gpus)

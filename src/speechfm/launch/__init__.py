@@ -1,15 +1,12 @@
-"""Run any fairseq hydra task (pre-training, CTC fine-tuning) locally or under Slurm.
-
-The launcher composes a complete fairseq config from a preset and overrides, writes it next to
-the checkpoints (`<save_dir>/config.yaml`) with a small job description (`job.json`), and starts
-`python -m speechfm.launch.worker` once per rank: directly on this machine, or through `srun` in an
-sbatch script rendered from a site file (`pipelines/sites/<site>.yaml`). The worker applies the
-fixes fairseq needs on current torch, handles pre-emption signals and logs to MLflow.
+"""Starting ranks, the same way for every verb: `ranks(Ranks(...), site)` runs N ranks of an
+explicit entry point as processes here or as one sbatch job, as the site says (`ranks.py`,
+`slurm.py`); each rank is `python -m speechfm.launch.rank RANKS.json` (`rank.py`: environment,
+network-plugin check, then the entry point). `array.py` runs a function over groups of items as
+a Slurm array (prepare's units). `resume.py` decides whether a run continues its checkpoints.
 """
 
 from __future__ import annotations
 
-from speechfm.launch.job import FairseqJob, compose_config, read_job, write_job
-from speechfm.launch.local import run_local
+from speechfm.launch.ranks import Outcome, Ranks, ranks
 
-__all__ = ["FairseqJob", "compose_config", "read_job", "run_local", "write_job"]
+__all__ = ["Outcome", "Ranks", "ranks"]

@@ -1,5 +1,5 @@
 """Slurm: sbatch rendering from a site's `train:` section (`speechfm.core.sites`) and
-submission. One `srun` step starts every rank of a fairseq job with `speechfm.launch.worker`."""
+submission. One `srun` step starts every rank of a fairseq job with `speechfm.engine.fairseq.worker`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 from speechfm.core.errors import SpeechfmError, require_tool
 from speechfm.core.sites import Site, TrainSite
-from speechfm.launch.job import FairseqJob
 from speechfm.launch.netplugin import REQUIRE_ENV
+from speechfm.launch.ranks import Ranks
 
 log = logging.getLogger(__name__)
 
@@ -31,21 +31,12 @@ def layout(site: Site, world_size: int) -> tuple[int, int]:
     return world_size // per_node, per_node
 
 
-def render_sbatch(job: FairseqJob, site: Site, workdir: Path) -> str:
-    """The sbatch script that runs the ranks of fairseq `job` on `site` (deterministic:
-    golden-file tested)."""
-    return render_script(f"speechfm-{job.stage}-{job.save_dir.name}", job.save_dir,
-                         job.world_size, ["-m", "speechfm.launch.worker", str(job.job_path)],
-                         site, workdir, stopped=job.stopped_path)
-
-
-def render_command_sbatch(stage: str, out_dir: Path, world_size: int, argv: list[str],
-                          site: Site, workdir: Path) -> str:
-    """The sbatch script that runs `speechfm ARGV` as `world_size` torch.distributed ranks on
-    `site` (the transformers fine-tuning backend): one srun task per rank, each started by
-    `speechfm.launch.rank` (rank environment from Slurm, network-plugin check)."""
-    return render_script(f"speechfm-{stage}-{out_dir.name}", out_dir, world_size,
-                         ["-m", "speechfm.launch.rank", *argv], site, workdir)
+def render_sbatch(job: Ranks, site: Site, workdir: Path) -> str:
+    """The sbatch script that runs the ranks of `job` on `site`, each an srun task of
+    `speechfm.launch.rank` (deterministic: golden-file tested)."""
+    return render_script(job.name, job.out_dir, job.world_size,
+                         ["-m", "speechfm.launch.rank", str(job.path)], site, workdir,
+                         stopped=job.stopped)
 
 
 def render_script(name: str, out_dir: Path, world_size: int, python_args: list[str], site: Site,
@@ -70,7 +61,7 @@ def render_script(name: str, out_dir: Path, world_size: int, python_args: list[s
         lines.append(f"#SBATCH --mem={train.mem}")
     if train.time:
         lines.append(f"#SBATCH --time={train.time}")
-    if stopped is not None:  # ranks that checkpoint on a signal and say so (launch.worker)
+    if stopped is not None:  # ranks that checkpoint on a signal and say so (fairseq)
         if train.signal:  # sent to every rank before the time limit: checkpoint and stop
             lines.append(f"#SBATCH --signal={train.signal}")
         if train.requeue:
@@ -108,11 +99,6 @@ def render_script(name: str, out_dir: Path, world_size: int, python_args: list[s
                   '    scontrol requeue "$SLURM_JOB_ID"  # resumes from checkpoint_last.pt', "fi"]
     lines.append('exit "$status"')
     return "\n".join(lines) + "\n"
-
-
-def submit(job: FairseqJob, site: Site, wait: bool = False) -> tuple[str, int]:
-    """Write `<save_dir>/job.sbatch` for fairseq `job` and submit it (see `submit_script`)."""
-    return submit_script(job.save_dir / SCRIPT_NAME, render_sbatch(job, site, Path.cwd()), wait)
 
 
 def submit_script(script: Path, text: str, wait: bool = False) -> tuple[str, int]:

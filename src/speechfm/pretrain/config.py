@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from speechfm.core.errors import SpeechfmError
-from speechfm.launch.fastpaths import FAST_SECTION, FastPaths
-from speechfm.launch.job import compose_config, distributed_settings, update_freq
+from speechfm.engine.fairseq.fastpaths import FAST_SECTION, FastPaths
+from speechfm.engine.fairseq.job import compose_config, distributed_settings, update_freq
 
 SPLITS = ("train", "valid")
 
@@ -48,14 +48,28 @@ def check_manifest(manifest: Path) -> Path:
     return manifest
 
 
+LENGTH_KEY = "optimization.max_update"
+"""What `updates` (`--updates`, `pretrain.updates`) sets: the run's length in updates."""
+
+
 def build_config(preset: dict[str, Any], manifest: Path, save_dir: Path, gpus: int, cpu: bool,
-                 simulate_gpus: int | None = None, overrides: list[str] = ()) -> dict[str, Any]:
-    """The full fairseq config of a pre-training run; overrides win over everything else."""
-    simulate = simulate_gpus if simulate_gpus is not None else preset.get("reference_gpus")
-    run = {
+                 simulate_gpus: int | None = None, overrides: list[str] = (),
+                 updates: int | None = None) -> dict[str, Any]:
+    """The full fairseq config of a pre-training run (`updates`: its length, None: the
+    preset's); overrides win over everything else."""
+    simulate = simulate_gpus if simulate_gpus is not None else preset.get("simulate_gpus")
+    run: dict[str, Any] = {
         "task": {"data": str(check_manifest(manifest))},
         "checkpoint": {"save_dir": str(save_dir.resolve())},
         "optimization": {"update_freq": [update_freq(gpus, simulate)]},
     }
+    if updates is not None:
+        if updates < 1:
+            raise SpeechfmError(f"--updates must be at least 1, not {updates}")
+        given = [item for item in overrides if item.partition("=")[0].strip() == LENGTH_KEY]
+        if given:
+            raise SpeechfmError(f"--updates {updates} and --set {given[0]} both set the length",
+                                hint="use --updates (pretrain.updates in params.yaml)")
+        run["optimization"]["max_update"] = updates
     return compose_config(preset["fairseq"], run, distributed_settings(gpus, cpu),
                           overrides=list(overrides))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from speechfm.core.constants import SAMPLE_RATE
-from speechfm.launch.fastpaths import conv_layers, feature_frames
+from speechfm.engine.fairseq.fastpaths import conv_layers, feature_frames
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The service's micro-batcher (`api.batcher`): batches of one model run side by side on its
+"""The service's micro-batcher (`speechfm_api.batcher`): batches of one model run side by side on its
 workers, every request gets its own clips' results, a failing batch fails only its requests and
 frees its worker, a full queue answers 503. The model here is a recorder of the batches it is
 given (what is under test is the scheduling, not a model)."""
@@ -13,8 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from api.batcher import MicroBatcher
-from api.errors import ApiError
+from speechfm_api.batcher import MicroBatcher
+from speechfm_api.errors import ApiError
 
 
 class Recorder:

@@ -15,7 +15,7 @@ from tests.helpers import ROOT
 def test_every_shipped_site_validates(path: Path) -> None:
     site = load_site(path.stem)
     assert site.name == path.stem
-    assert site.train.executor in ("local", "slurm") and site.prepare.executor in ("local", "slurm")
+    assert site.executor in ("local", "slurm")
 
 
 def test_lumi_site_is_typed() -> None:
@@ -29,9 +29,10 @@ def test_lumi_site_is_typed() -> None:
 
 
 @pytest.mark.parametrize("text, key", [
-    ("train:\n  executor: slurm\n  gpu_per_node: 8\n", "train.gpu_per_node"),
+    ("executor: slurm\ntrain:\n  gpu_per_node: 8\n", "train.gpu_per_node"),
     ("prepare:\n  wokers: 2\n", "prepare.wokers"),
-    ("trian:\n  executor: local\n", "trian"),
+    ("trian:\n  gpus_per_node: 0\n", "trian"),
+    ("train:\n  executor: slurm\n", "train.executor"),
     ("train:\n  container: {image: x.sif, bind: [/scratch]}\n", "train.container.bind"),
     ("train:\n  require_netplugin: true\n", "train.require_netplugin"),
 ])
@@ -46,12 +47,12 @@ def test_a_misspelt_key_is_an_error_naming_key_and_file(tmp_path: Path, text: st
 
 def test_wrong_types_and_values_are_errors(tmp_path: Path) -> None:
     path = tmp_path / "s.yaml"
-    path.write_text("train:\n  executor: kubernetes\n")
-    with pytest.raises(SpeechfmError, match="train.executor"):
+    path.write_text("executor: kubernetes\n")
+    with pytest.raises(SpeechfmError, match="'executor'"):
         load_site(path)
     path.write_text("train:\n  gpus_per_node: many\n")
     with pytest.raises(SpeechfmError, match="train.gpus_per_node"):
         load_site(path)
     with pytest.raises(SpeechfmError, match="unknown site 'nowhere'"):
         load_site("nowhere")
-    assert load_site(None).train.executor == "local"
+    assert load_site(None).executor == "local"

@@ -12,9 +12,9 @@ import soundfile as sf
 from speechfm.core.errors import SpeechfmError
 from speechfm.core.labeled import read_table
 from speechfm.core.presets import load_pretrain
+from speechfm.engine.fairseq import FairseqJob, ranks_of, start, write_job
+from speechfm.engine.fairseq.userdir import INDEXED_TASKS
 from speechfm.finetune.fairseq_ctc import build_config, train
-from speechfm.launch import FairseqJob, run_local, write_job
-from speechfm.launch.userdir import INDEXED_TASKS
 from speechfm.pretrain import build_config as pretrain_config
 from tests.helpers import assert_lumi_network
 from tests.helpers.shard_manifest import make_shard_manifest
@@ -75,7 +75,7 @@ def test_ctc_fine_tuning_from_a_tiny_pretraining(small_demo: Path, tmp_path: Pat
     write_job(pre, pretrain_config(load_pretrain("tiny"), manifest, pre.save_dir, 1, True,
                                    overrides=["optimization.max_update=2",
                                               "task._name=speechfm_audio_pretraining"]))
-    assert run_local(pre) == 0
+    assert start(pre).status == 0
     assert "IndexedAudioPretrainingTask" in (pre.save_dir / "train.log").read_text()
     data = write_labeled(small_demo, tmp_path / "labeled")
     with pytest.raises(SpeechfmError, match="no such pre-trained checkpoint"):
@@ -109,7 +109,7 @@ def test_base_ctc_on_lumi_simulates_128_gpus_with_8_gcds(small_demo: Path, tmp_p
     lumi` builds it: reference hyper-parameters, update_freq 128 / 8, one node of 8 GCDs."""
     from speechfm.core.presets import load_finetune
     from speechfm.core.sites import load_site
-    from speechfm.launch.job import update_freq
+    from speechfm.engine.fairseq.job import update_freq
     from speechfm.launch.slurm import render_sbatch
 
     preset = load_finetune("base")
@@ -119,7 +119,7 @@ def test_base_ctc_on_lumi_simulates_128_gpus_with_8_gcds(small_demo: Path, tmp_p
     write_job(pre, pretrain_config(load_pretrain("tiny"), make_shard_manifest(
         small_demo, tmp_path / "shards"), pre.save_dir, 1, True,
         overrides=["optimization.max_update=1"]))
-    assert run_local(pre) == 0
+    assert start(pre).status == 0
     init = pre.save_dir / "checkpoint_last.pt"
     config = build_config(data, tmp_path / "ctc", preset["fairseq"], init, nproc=8, cpu=False,
                           update_freq=update_freq(8, preset["simulate_gpus"]))
@@ -130,7 +130,7 @@ def test_base_ctc_on_lumi_simulates_128_gpus_with_8_gcds(small_demo: Path, tmp_p
     assert config["checkpoint"]["best_checkpoint_metric"] == "wer"
     job = FairseqJob(save_dir=tmp_path / "ctc", world_size=8, cpu=False, experiment="finetune",
                      run_name="ctc", stage="finetune")
-    script = render_sbatch(job, load_site("lumi"), Path("/scratch/project_465000000"))
+    script = render_sbatch(ranks_of(job), load_site("lumi"), Path("/scratch/project_465000000"))
     assert "#SBATCH --nodes=1" in script and "#SBATCH --gpus-per-node=8" in script
     assert 'MIOPEN_FIND_MODE="2"' in script and "singularity exec --rocm" in script
     assert_lumi_network(script)

@@ -13,7 +13,7 @@ from speechfm.core.cliargs import parse_bool
 from speechfm.core.errors import SpeechfmError
 from speechfm.core.presets import load_finetune
 from speechfm.finetune.knobs import Knobs
-from tests.helpers import ROOT, run_speechfm
+from tests.helpers import ROOT
 
 KNOBS = ("epochs", "updates", "learning_rate", "freeze_feature_encoder", "gpus")
 
@@ -62,16 +62,27 @@ def test_one_spelling_in_params_dvc_yaml_and_the_cli() -> None:
     for knob in KNOBS:
         assert knob in params, knob
         assert f"--{knob.replace('_', '-')} ${{finetune.{knob}}}" in stage, knob
-    help_text = run_speechfm("finetune", "--help").stdout
+    help_text = _verb_parser("finetune").format_help()
     for knob in KNOBS:
         assert f"--{knob.replace('_', '-')}" in help_text, knob
 
 
-def test_the_cli_refuses_what_the_backend_cannot_do_before_anything_runs(tmp_path: Path) -> None:
+def test_the_cli_refuses_what_the_backend_cannot_do_before_anything_runs(tmp_path: Path,
+                                                                         capsys) -> None:
+    """In-process: the CLI parses, the recipe refuses, nothing is written."""
+    from speechfm.cli import main
+
     out = tmp_path / "ft"
-    bad = run_speechfm("finetune", "--backend", "fairseq", "--labeled", tmp_path, "--out", out,
-                       "--epochs", "10")
-    assert bad.returncode == 2
+    status = main(["finetune", "--backend", "fairseq", "--labeled", str(tmp_path), "--out",
+                   str(out), "--epochs", "10"])
+    assert status == 2
     assert "'epochs' (--epochs, finetune.epochs in params.yaml) = 10.0 cannot be honoured" in \
-        bad.stderr
+        capsys.readouterr().err
     assert not out.exists()
+
+
+def _verb_parser(verb: str):
+    from speechfm.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    return sub.choices[verb]

@@ -1,5 +1,5 @@
 """Resume or start afresh (`speechfm.launch.resume`), the fallback from a damaged
-checkpoint_last.pt (`speechfm.launch.checkpoints`) and the network-plugin check
+checkpoint_last.pt (`speechfm.engine.fairseq.checkpoints`) and the network-plugin check
 (`speechfm.launch.netplugin`), at unit level: real torch checkpoints, real fairseq configs, real
 library files on a real LD_LIBRARY_PATH (an empty file is what the check looks for)."""
 
@@ -17,8 +17,13 @@ import pytest
 
 from speechfm.core.errors import SpeechfmError
 from speechfm.core.presets import load_pretrain
-from speechfm.launch.checkpoints import LAST, ensure_loadable_last, num_updates, restore_file
-from speechfm.launch.job import compose_config, distributed_settings, update_freq
+from speechfm.engine.fairseq.checkpoints import (
+    LAST,
+    ensure_loadable_last,
+    num_updates,
+    restore_file,
+)
+from speechfm.engine.fairseq.job import compose_config, distributed_settings, update_freq
 from speechfm.launch.netplugin import REQUIRE_ENV, check_plugin, find_plugin, plugin_names
 from speechfm.launch.resume import (
     FAIRSEQ_LENGTH,
@@ -145,35 +150,41 @@ def test_a_required_plugin_that_is_missing_is_a_clear_error(tmp_path: Path) -> N
     assert check_plugin("3", {"LD_LIBRARY_PATH": str(tmp_path)}) is None  # not required: logged
 
 
-def _job(tmp_path: Path) -> Path:
-    """A job description whose ranks would train (they never get that far in these tests)."""
+def _ranks(tmp_path: Path, kind: str) -> Path:
+    """A ranks description whose rank would train a fairseq job (it never gets that far in
+    these tests), or run a `speechfm` command."""
+    from speechfm.launch.ranks import Ranks
+
     save = tmp_path / "run"
     save.mkdir()
     (save / "config.yaml").write_text(f"checkpoint: {{save_dir: {save}}}\n")
     (save / "job.json").write_text(json.dumps({"save_dir": str(save), "world_size": 1}))
-    return save / "job.json"
+    if kind == "fairseq":
+        entry, args = "speechfm.engine.fairseq.worker:run", {"job": str(save / "job.json")}
+    else:
+        entry, args = "speechfm.cli:main", {"argv": ["finetune", "--help"]}
+    return Ranks(name="t", out_dir=save, entry=entry, args=args).write()
 
 
-@pytest.mark.parametrize("module, args", [("speechfm.launch.worker", ["JOB"]),
-                                          ("speechfm.launch.rank", ["finetune", "--help"])])
+@pytest.mark.parametrize("kind", ["fairseq", "command"])
 def test_a_rank_without_the_required_plugin_fails_before_training_starts(
-        tmp_path: Path, module: str, args: list[str]) -> None:
-    job = _job(tmp_path)
+        tmp_path: Path, kind: str) -> None:
+    ranks = _ranks(tmp_path, kind)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
            "LD_LIBRARY_PATH": str(tmp_path), REQUIRE_ENV: "1", "SLURM_PROCID": "0",
            "SLURM_NTASKS": "1", "SLURM_JOB_NODELIST": "localhost"}
     env.pop("RANK", None)
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", module, *[str(job) if a == "JOB" else a
-                                                           for a in args]],
-                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    command = [sys.executable, "-m", "speechfm.launch.rank", str(ranks)]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
     assert proc.returncode == 2
     assert "rank 0: no RCCL/NCCL network plugin" in proc.stdout + proc.stderr
     assert "fairseq" not in proc.stdout + proc.stderr and "usage: speechfm" not in proc.stdout
     assert time.monotonic() - start < 60
     (tmp_path / "librccl-net.so").write_bytes(b"")
-    if module == "speechfm.launch.rank":  # with the plugin, the command itself runs
-        ok = subprocess.run([sys.executable, "-m", module, *args], env=env, capture_output=True,
-                            text=True, timeout=120, check=False)
+    if kind == "command":  # with the plugin, the entry point itself runs
+        ok = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120,
+                            check=False)
         assert ok.returncode == 0 and "usage: speechfm finetune" in ok.stdout
         assert f"RCCL/NCCL network plugin {tmp_path / 'librccl-net.so'}" in ok.stderr

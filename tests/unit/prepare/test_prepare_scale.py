@@ -78,7 +78,7 @@ def test_indexed_dataset_reads_plain_files_skips_short_ones_and_loads_in_workers
     import torch
     from fairseq.data import FileAudioDataset
 
-    from speechfm.launch.indexed_audio import IndexedAudioDataset
+    from speechfm.engine.fairseq.indexed_audio import IndexedAudioDataset
 
     tsv = _labeled_manifest(small_demo, tmp_path)
     build_index(tsv)
@@ -111,7 +111,7 @@ def test_corrupted_or_stale_index_is_a_clear_error(tmp_path: Path) -> None:
     frames.write_bytes(data[:-3])
     with pytest.raises(SpeechfmError, match=f"{frames}: index file is 157 bytes, expected 160 .truncated"):
         SegmentIndex(tsv)
-    from speechfm.launch.indexed_audio import IndexedAudioDataset
+    from speechfm.engine.fairseq.indexed_audio import IndexedAudioDataset
 
     with pytest.raises(SpeechfmError, match="frames.npy"):  # the training dataset says it too
         IndexedAudioDataset(str(tsv), SAMPLE_RATE)
@@ -211,7 +211,7 @@ def test_planning_walk_finds_what_rglob_found(tmp_path: Path) -> None:
 def test_fairseq_registers_the_plugin_once_without_speechfm_code(tmp_path: Path) -> None:
     """As `fairseq-hydra-train common.user_dir=...` does it, before and after speechfm's own
     registration, in a fresh process: one registration, and the task loads its data."""
-    from speechfm.launch.userdir import PLUGIN_DIR
+    from speechfm.engine.fairseq.userdir import PLUGIN_DIR
 
     tsv = tmp_path / "train.tsv"
     tsv.write_text(f"{tmp_path}\nshards/a.tar:512:1000\t32000\n")
@@ -221,7 +221,7 @@ from argparse import Namespace
 from fairseq import tasks, utils
 from omegaconf import OmegaConf
 utils.import_user_module(Namespace(user_dir={str(PLUGIN_DIR)!r}))
-from speechfm.launch import userdir
+from speechfm.engine.fairseq import userdir
 userdir.register()
 utils.import_user_module(Namespace(user_dir={str(PLUGIN_DIR)!r}))
 from fairseq.tasks.audio_pretraining import AudioPretrainingConfig
@@ -277,8 +277,8 @@ def test_tiny_pretrain_through_the_segment_index(small_demo: Path, tmp_path: Pat
 
 def test_large_presets_read_the_index_and_get_the_user_dir(tmp_path: Path) -> None:
     from speechfm.core.presets import load_pretrain
-    from speechfm.launch import compose_config
-    from speechfm.launch.userdir import PLUGIN_DIR, with_user_dir
+    from speechfm.engine.fairseq import compose_config
+    from speechfm.engine.fairseq.userdir import PLUGIN_DIR, with_user_dir
 
     for name in ("base", "large", "xlarge"):
         cfg = compose_config(load_pretrain(name)["fairseq"])

@@ -14,9 +14,9 @@ import pytest
 from speechfm.core.errors import SpeechfmError
 from speechfm.core.presets import load_pretrain
 from speechfm.core.sites import load_site
-from speechfm.launch import FairseqJob, compose_config
+from speechfm.engine.fairseq import FairseqJob, compose_config, ranks_of
+from speechfm.launch.rank import expand_hostlist, rank_environment
 from speechfm.launch.slurm import layout, render_sbatch
-from speechfm.launch.worker import expand_hostlist, rank_environment
 from speechfm.pretrain import build_config
 from tests.helpers import GOLDEN, ROOT, assert_lumi_network, run_speechfm
 from tests.helpers.shard_manifest import make_shard_manifest
@@ -96,12 +96,14 @@ def test_world_size_update_freq_and_overrides(manifest: Path, tmp_path: Path) ->
         build_config(base, manifest, tmp_path, gpus=1, cpu=False, overrides=["model.nope=1"])
 
 
-def test_bad_manifest_is_one_clear_line(tmp_path: Path) -> None:
+def test_bad_manifest_is_one_clear_line(tmp_path: Path, capsys) -> None:
+    from speechfm.cli import main
+
     (tmp_path / "train.tsv").write_text(f"{tmp_path}\nshards/a.tar:512:100\t16000\n")
-    result = run_speechfm("pretrain", "--preset", "tiny", "--manifest", tmp_path,
-                          "--out", tmp_path / "run", "--cpu")
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
+    status = main(["pretrain", "--preset", "tiny", "--manifest", str(tmp_path),
+                   "--out", str(tmp_path / "run"), "--cpu"])  # in-process: parse, recipe, error
+    assert status == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         (f"speechfm pretrain: error: {tmp_path}/train.tsv: first entry points to a missing file "
          f"{tmp_path}/shards/a.tar")]
     assert not (tmp_path / "run").exists()
@@ -109,6 +111,35 @@ def test_bad_manifest_is_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "shards" / "a.tar").write_bytes(b"")
     with pytest.raises(SpeechfmError, match="missing valid.tsv"):
         build_config(load_pretrain("tiny"), tmp_path, tmp_path / "run", gpus=1, cpu=True)
+
+
+def test_the_recipe_runs_in_process_and_the_site_decides(manifest: Path, tmp_path: Path) -> None:
+    """`PretrainConfig` + `run`, no subprocess: `updates` is the length, the site (not a flag)
+    decides sbatch or local ranks, and each rank is `launch.rank` on the fairseq worker."""
+    import json
+
+    import yaml
+
+    from speechfm.pretrain.recipe import PretrainConfig, run
+
+    config = PretrainConfig(preset="tiny", manifest=manifest, out=tmp_path / "slurm", updates=7,
+                            gpus=2, site="local-slurm", dry_run=True, tracking_uri="none")
+    result = run(config)
+    assert result.status == 0 and result.job_id is None
+    fairseq = yaml.safe_load((result.save_dir / "config.yaml").read_text())
+    assert fairseq["optimization"]["max_update"] == 7
+    assert fairseq["distributed_training"]["distributed_world_size"] == 2
+    script = (result.save_dir / "job.sbatch").read_text()
+    assert f"-m speechfm.launch.rank {result.save_dir / 'ranks.json'} " in script
+    assert "#SBATCH --signal=USR1@60" in script  # fairseq ranks checkpoint on the signal
+    ranks = json.loads((result.save_dir / "ranks.json").read_text())
+    assert ranks["entry"] == "speechfm.engine.fairseq.worker:run" and ranks["world_size"] == 2
+    assert ranks["args"] == {"job": str(result.save_dir / "job.json")}
+
+    here = run(config.model_copy(update={"site": "local", "out": tmp_path / "here"}))
+    assert (here.save_dir / "ranks.json").exists() and not (here.save_dir / "job.sbatch").exists()
+    with pytest.raises(SpeechfmError, match="--updates 7 and --set optimization.max_update=9"):
+        run(config.model_copy(update={"overrides": ["optimization.max_update=9"]}))
 
 
 def test_rendezvous_from_slurm_without_scontrol() -> None:
@@ -128,7 +159,7 @@ def test_lumi_sbatch_matches_golden_file(gpus: int, golden: str) -> None:
     job = FairseqJob(save_dir=Path("/scratch/project_465000000/runs/base"), world_size=gpus,
                      cpu=False, experiment="pretrain", run_name="base",
                      tracking_uri="sqlite:////scratch/project_465000000/mlflow.db")
-    script = render_sbatch(job, site, Path("/scratch/project_465000000"))
+    script = render_sbatch(ranks_of(job), site, Path("/scratch/project_465000000"))
     if os.environ.get("SPEECHFM_UPDATE_GOLDEN"):
         (GOLDEN / golden).write_text(script)
     assert script == (GOLDEN / golden).read_text()
@@ -154,7 +185,7 @@ def test_tiny_pretrain_stops_on_sigterm_resumes_and_tracks_one_mlflow_run(
     out, uri = tmp_path / "run", tracking
     args = ["pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out, "--cpu",
             "--tracking-uri", uri, "--experiment", "pretrain-test",
-            "optimization.max_update=8", "checkpoint.save_interval_updates=1000"]
+            "--updates", "8", "--set", "checkpoint.save_interval_updates=1000"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     proc = subprocess.Popen([sys.executable, "-m", "speechfm", *map(str, args)], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -201,8 +232,7 @@ def test_tiny_pretrain_with_two_gloo_workers(manifest: Path, tmp_path: Path,
                                              tracking: str) -> None:
     out = tmp_path / "run"
     result = run_speechfm("pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out,
-                          "--cpu", "--gpus", "2", "--tracking-uri", tracking,
-                          "optimization.max_update=4",
+                          "--cpu", "--gpus", "2", "--tracking-uri", tracking, "--updates", "4",
                           cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
@@ -218,8 +248,8 @@ def test_tiny_pretrain_as_two_srun_tasks_on_slurm(manifest: Path, tmp_path: Path
                                                   slurm_cluster) -> None:
     out = tmp_path / "run"
     result = run_speechfm("pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out,
-                          "--gpus", "2", "--executor", "slurm", "--site", "local-slurm", "--wait",
-                          "--tracking-uri", tracking, "optimization.max_update=4", cwd=tmp_path,
+                          "--gpus", "2", "--site", "local-slurm", "--wait",
+                          "--tracking-uri", tracking, "--updates", "4", cwd=tmp_path,
                           env={"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]})
     assert result.returncode == 0, result.stderr[-3000:]
     job_id = int(result.stdout.strip())
@@ -241,13 +271,13 @@ def test_a_checkpoint_last_cut_short_resumes_from_the_newest_loadable_one(
     out = tmp_path / "run"
     args = ["pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out, "--cpu",
             "--tracking-uri", "none", "--set", "checkpoint.save_interval_updates=2"]
-    first = run_speechfm(*args, "--set", "optimization.max_update=4", cwd=tmp_path)
+    first = run_speechfm(*args, "--updates", "4", cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     (two,) = out.glob("checkpoint_*_2.pt")
     (four,) = out.glob("checkpoint_*_4.pt")
     for damaged in (out / "checkpoint_last.pt", four, out / "checkpoint_best.pt"):
         os.truncate(damaged, damaged.stat().st_size // 2)
-    again = run_speechfm(*args, "--set", "optimization.max_update=6", cwd=tmp_path)
+    again = run_speechfm(*args, "--updates", "6", cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     output = again.stdout + again.stderr
     assert f"resuming from {two.name} (update 2) instead" in output

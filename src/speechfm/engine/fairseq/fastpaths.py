@@ -11,12 +11,13 @@ very same draws.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import logging
 import math
 import types
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from speechfm.core.cliargs import parse_bool
 from speechfm.core.errors import SpeechfmError
 
 log = logging.getLogger(__name__)
@@ -61,8 +63,9 @@ class FastPaths:
                                 hint=f"known: {', '.join(known)}")
         for name, value in data.items():
             wanted = int if name == "loader_threads" else bool
-            if wanted is bool and isinstance(value, str) and value.lower() in ("true", "false"):
-                value = value.lower() == "true"
+            if wanted is bool and isinstance(value, str):  # one boolean spelling everywhere
+                with suppress(argparse.ArgumentTypeError):
+                    value = parse_bool(value)
             elif wanted is int and isinstance(value, str) and value.isdigit():
                 value = int(value)
             if type(value) is not wanted or (wanted is int and value < 0):

@@ -14,14 +14,14 @@ from speechfm.core.errors import SpeechfmError
 log = logging.getLogger(__name__)
 
 PLUGIN_DIR = Path(__file__).parent / "plugin" / "speechfm_fairseq"
-"""The fairseq user dir whose import registers the tasks (`launch/indexed_audio.py`)."""
+"""The fairseq user dir whose import registers the tasks (`engine/fairseq/indexed_audio.py`)."""
 INDEXED_TASKS = ("speechfm_audio_pretraining", "speechfm_audio_finetuning")
 """`audio_pretraining` / `audio_finetuning` reading audio through the segment index."""
 
 
 def register() -> None:
     """Register the tasks in this process (imports fairseq; a second call does nothing)."""
-    import speechfm.launch.indexed_audio  # noqa: F401
+    import speechfm.engine.fairseq.indexed_audio  # noqa: F401
 
 
 def uses_index(config: dict[str, Any]) -> bool:

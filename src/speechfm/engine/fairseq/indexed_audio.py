@@ -29,7 +29,7 @@ from fairseq.tasks.audio_pretraining import AudioPretrainingConfig, AudioPretrai
 
 from speechfm.core.errors import SpeechfmError
 from speechfm.core.segment_index import WHOLE_FILE, open_index
-from speechfm.launch.userdir import INDEXED_TASKS
+from speechfm.engine.fairseq.userdir import INDEXED_TASKS
 
 log = logging.getLogger(__name__)
 

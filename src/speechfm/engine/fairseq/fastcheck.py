@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from speechfm.launch import fastpaths as fp
+from speechfm.engine.fairseq import fastpaths as fp
 
 
 @contextmanager
@@ -47,7 +47,7 @@ def seeded_mask_draws() -> Iterator[Callable[[int], None]]:
 def tiny_model_cfg(*overrides: str) -> dict[str, Any]:
     """The tiny preset's model config with every dropout off (train mode stays deterministic)."""
     from speechfm.core.presets import load_pretrain
-    from speechfm.launch.job import compose_config
+    from speechfm.engine.fairseq.job import compose_config
 
     items = ["model.dropout=0", "model.attention_dropout=0", *overrides]
     return compose_config(load_pretrain("tiny")["fairseq"], overrides=items)["model"]
@@ -122,7 +122,7 @@ def _optimizer_cfg(*overrides: str) -> Any:
     from omegaconf import OmegaConf
 
     from speechfm.core.presets import load_pretrain
-    from speechfm.launch.job import compose_config
+    from speechfm.engine.fairseq.job import compose_config
 
     preset = load_pretrain("tiny")["fairseq"]
     return OmegaConf.create(compose_config(preset, overrides=list(overrides)))

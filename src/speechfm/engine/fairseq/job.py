@@ -30,7 +30,7 @@ class FairseqJob:
     run_name: str = ""
     tracking_uri: str = ""
     stage: str = "pretrain"
-    fast: dict[str, Any] = field(default_factory=dict)  # fast-path switches (launch/fastpaths.py)
+    fast: dict[str, Any] = field(default_factory=dict)  # fast-path switches (engine/fairseq/fastpaths.py)
 
     @property
     def config_path(self) -> Path:
@@ -86,13 +86,13 @@ def compose_config(*layers: dict[str, Any], overrides: list[str] = ()) -> dict[s
 
     Returns the full resolved config (every field of the task, model, criterion ... dataclasses),
     so unknown keys and wrong types fail here, before anything is started. speechfm's own tasks
-    (`launch/userdir.py`) are known here and get their fairseq user dir."""
+    (`engine/fairseq/userdir.py`) are known here and get their fairseq user dir."""
     from fairseq.dataclass.configs import FairseqConfig
     from fairseq.dataclass.initialize import add_defaults
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from speechfm.launch import userdir
+    from speechfm.engine.fairseq import userdir
 
     userdir.register()
     try:
@@ -110,12 +110,29 @@ def compose_config(*layers: dict[str, Any], overrides: list[str] = ()) -> dict[s
                             hint="check the preset and the KEY=VALUE overrides") from exc
 
 
+def pretraining_args(pretraining: dict[str, Any]) -> dict[str, Any]:
+    """The `task` and `model` sections of a pre-training config completed with fairseq's
+    defaults: the `w2v_args` a pre-training checkpoint would carry (CTC fine-tuning of a randomly
+    initialised encoder)."""
+    from fairseq.models.wav2vec.wav2vec2 import Wav2Vec2Config
+    from fairseq.tasks.audio_pretraining import AudioPretrainingConfig
+    from omegaconf import OmegaConf
+
+    def complete(dataclass, section: dict[str, Any]) -> dict[str, Any]:
+        merged = OmegaConf.merge(OmegaConf.structured(dataclass), {
+            k: v for k, v in section.items() if k != "_name"})
+        return OmegaConf.to_container(merged, enum_to_str=True) | {"_name": section["_name"]}
+
+    task = complete(AudioPretrainingConfig, pretraining["task"] | {"data": "/"})
+    return {"task": task, "model": complete(Wav2Vec2Config, pretraining["model"])}
+
+
 def write_job(job: FairseqJob, config: dict[str, Any]) -> None:
     """Write `config.yaml` (the resolved fairseq config) and `job.json` into the save dir, after
     building any segment index the job's task reads that is missing or stale."""
     import yaml
 
-    from speechfm.launch.userdir import ensure_indexes
+    from speechfm.engine.fairseq.userdir import ensure_indexes
 
     ensure_indexes(config)
     job.save_dir.mkdir(parents=True, exist_ok=True)

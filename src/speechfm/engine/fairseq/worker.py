@@ -1,9 +1,9 @@
-"""One rank of a fairseq job: `python -m speechfm.launch.worker SAVE_DIR/job.json`.
+"""One rank of a fairseq job: the entry point `run(job)` that `speechfm.launch.rank` calls
+(the rank's environment is set by then).
 
-Started by the local launcher (environment RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*) or by `srun`
-(SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID and the node list). Before fairseq's training main runs
-it applies the fixes fairseq 0.12 needs on current torch, turns SIGTERM/SIGUSR1 into "save a
-checkpoint and stop", and on rank 0 logs the run to MLflow.
+Before fairseq's training main runs it applies the fixes fairseq 0.12 needs on current torch
+(`fixes.py`), turns SIGTERM/SIGUSR1 into "save a checkpoint and stop", replaces a damaged
+`checkpoint_last.pt` (rank 0, `checkpoints.py`), and on rank 0 logs the run to MLflow.
 """
 
 from __future__ import annotations
@@ -11,79 +11,21 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from speechfm.core.errors import SpeechfmError
 from speechfm.core.tracking import Run, enabled, start_run
-from speechfm.launch.job import FairseqJob, read_job
+from speechfm.engine.fairseq.checkpoints import ensure_loadable_last, restore_file
+from speechfm.engine.fairseq.fixes import apply_torch_fixes
+from speechfm.engine.fairseq.job import FairseqJob, read_job
 
-log = logging.getLogger("speechfm.launch.worker")
+log = logging.getLogger("speechfm.engine.fairseq.worker")
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
 _stop: dict[str, Any] = {"signal": None}
-
-
-def expand_hostlist(hostlist: str) -> list[str]:
-    """Expand a Slurm host list (`nid[005001-005003,005010],login1`) without `scontrol`."""
-    hosts: list[str] = []
-    for item in re.findall(r"[^,\[]+(?:\[[^\]]*\][^,\[]*)*", hostlist):
-        match = re.match(r"^([^\[]*)\[([^\]]*)\](.*)$", item)
-        if not match:
-            hosts.append(item)
-            continue
-        prefix, ranges, rest = match.groups()
-        for part in ranges.split(","):
-            lo, _, hi = part.partition("-")
-            width = len(lo)
-            for number in range(int(lo), int(hi or lo) + 1):
-                hosts.extend(f"{prefix}{number:0{width}d}{tail}" for tail in expand_hostlist(rest)
-                             or [""])
-    return hosts
-
-
-def rank_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
-    """RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT for `env://`, from Slurm if needed."""
-    env = dict(os.environ if environ is None else environ)
-    if "RANK" in env or "SLURM_PROCID" not in env:
-        env.setdefault("RANK", "0")
-        env.setdefault("WORLD_SIZE", "1")
-        env.setdefault("LOCAL_RANK", env["RANK"])
-    else:
-        env["RANK"] = env["SLURM_PROCID"]
-        env["WORLD_SIZE"] = env.get("SLURM_NTASKS", "1")
-        env["LOCAL_RANK"] = env.get("SLURM_LOCALID", "0")
-        nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST", "localhost")
-        env.setdefault("MASTER_ADDR", expand_hostlist(nodes)[0])
-        env.setdefault("MASTER_PORT", str(20000 + int(env.get("SLURM_JOB_ID", "0")) % 20000))
-    return {k: env[k] for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-            if k in env}
-
-
-def _all_gather_list_cpu(data: Any, group: Any = None, max_size: int = 16384) -> list[Any]:
-    """fairseq's `all_gather_list` without its CUDA buffers: gathers picklable objects on CPU."""
-    import torch.distributed as dist
-    from fairseq import utils
-    from fairseq.distributed import utils as dist_utils
-
-    group = dist_utils.get_global_group() if group is None else group
-    gathered: list[Any] = [None] * dist_utils.get_world_size(group)
-    dist.all_gather_object(gathered, utils.move_to_cpu(data), group=group)
-    return gathered
-
-
-def apply_torch_fixes(cpu: bool) -> None:
-    """Make fairseq 0.12 work on torch 2.13 without touching installed files."""
-    # fairseq checkpoints pickle their config, meters and dictionaries: torch >= 2.6 refuses them
-    # by default. The worker only loads checkpoints of the job itself or ones the user named.
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    if cpu:
-        from fairseq.distributed import utils as dist_utils
-
-        dist_utils.all_gather_list = _all_gather_list_cpu
 
 
 def _on_signal(signum: int, frame: Any) -> None:
@@ -221,14 +163,13 @@ def _log_checkpoints(job: FairseqJob, run: Run) -> None:
 
 def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
     """Run fairseq's training main as one rank of `job`."""
-    os.environ.update(rank_environment())
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     if world != job.world_size:
         log.error("this job needs %d ranks but %d were started", job.world_size, world)
         return 2
 
     apply_torch_fixes(job.cpu)
-    from speechfm.launch import userdir
+    from speechfm.engine.fairseq import userdir
 
     userdir.register()  # also for checkpoints whose w2v_args name a speechfm task
     config = userdir.with_user_dir(config)  # this installation's plugin, e.g. in a container
@@ -241,7 +182,7 @@ def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
         handler.setFormatter(logging.Formatter("%(asctime)s | %(levelname)s | %(name)s | %(message)s"))
         logging.getLogger().addHandler(handler)
         job.stopped_path.unlink(missing_ok=True)
-    from speechfm.launch.fastpaths import install
+    from speechfm.engine.fairseq.fastpaths import install
 
     install(job.fast, config)  # the job's fast paths (all off unless its preset or CLI asks)
     cfg = OmegaConf.create(config)
@@ -264,20 +205,15 @@ def run_worker(job: FairseqJob, config: dict[str, Any]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python -m speechfm.launch.worker SAVE_DIR/job.json", file=sys.stderr)
-        return 2
-    job, config = read_job(Path(argv[0]))
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s | %(levelname)s | %(name)s | %(message)s")
-    from speechfm.launch.preflight import preflight, rank_of
-
-    if not preflight(rank_of(), config):  # network plugin, loadable checkpoint_last.pt
-        return 2
-    return run_worker(job, config)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def run(job: str) -> int:
+    """The entry point of one rank (`launch.Ranks.entry`): the fairseq job `job` (its job.json)."""
+    save_job, config = read_job(Path(job))
+    if os.environ.get("RANK", "0") == "0":
+        last = restore_file(config)
+        if last is not None:
+            try:
+                ensure_loadable_last(last.parent)
+            except SpeechfmError as exc:
+                log.error("%s", exc)
+                return 2
+    return run_worker(save_job, config)
