@@ -4,7 +4,7 @@ Two projects, each as a user would set one up:
 - a user's own archive (a copy of a small demo archive with every `.truth.json` removed, outside
   data/demo, its labeled corpus beside it) with `finetune.backend: fairseq`: the whole
   `dvc repro` to a registered model (pre-training on the de-duplicated manifests); a no-op re-run; a longer fine-tuning resumes fairseq's CTC
-  checkpoints; a higher `pretrain.max_update` resumes pre-training, after which fine-tuning
+  checkpoints; a higher `pretrain.updates` resumes pre-training, after which fine-tuning
   starts afresh (a new pre-trained model); `dvc push`/`pull` of what DVC tracks (models,
   reports), with shards and checkpoints left out of its cache;
 - the built-in demo (ground truth beside every file) on the `local-slurm` site: prepare as a
@@ -37,7 +37,7 @@ SMALLEST = {
     "demo": {"channels": 4, "days": 2, "hours_per_day": 1, "hour_seconds": 30,
              "train_utterances": 40, "valid_utterances": 8, "test_utterances": 8},
     "prepare": {"workers": 2},
-    "pretrain": {"max_update": 10},
+    "pretrain": {"updates": 10},
     "finetune": {"epochs": 1},
     "lur": {"steps": 4, "utterances": 2},
 }
@@ -140,15 +140,18 @@ def test_an_archive_without_ground_truth_reaches_a_registered_model(user_project
     assert (project / "runs/finetune/model/model.safetensors").exists()
     assert "wer" in json.loads((project / "runs/finetune/metrics.json").read_text())["valid"]
     metrics = json.loads((project / "reports/evaluate/metrics.json").read_text())
-    assert metrics["test"]["utterances"] == SMALLEST["demo"]["test"]
+    assert metrics["test"]["utterances"] == SMALLEST["demo"]["test_utterances"]
     lur = json.loads((project / "reports/lur/demo/lur.json").read_text())
     assert len(lur["lur"]) == len(lur["layers"]) > 0
     reg = json.loads((project / "reports/register.json").read_text())
     client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     assert [int(v.version) for v in client.search_model_versions(
         f"name='{reg['name']}'")] == [reg["version"]]
-    shown = dvc(project, "metrics", "show", "--json")
-    assert "hours_kept" in shown and "cer" in shown and "ground_truth" in shown
+    shown = json.loads(dvc(project, "metrics", "show", "--json"))["workspace"]["data"]
+    # without ground truth prepare and dedup report no precision / recall, and say so in detail
+    assert set(shown["data/prepared/summary.json"]["data"]) == {"hours_kept"}
+    assert set(shown["data/dedup/summary.json"]["data"]) == {"hours_removed"}
+    assert set(shown["reports/evaluate/summary.json"]["data"]) == {"wer", "cer"}
     # DVC read no data: prepare depends on the inventory, and the shards are no DVC output
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     deps = {d["path"] for d in lock["prepare"]["deps"]}
@@ -156,6 +159,40 @@ def test_an_archive_without_ground_truth_reaches_a_registered_model(user_project
     assert not any(o["path"].startswith("data/prepared/shards") for o in lock["prepare"]["outs"])
     inventory = (project / "data/inventory/archive.tsv").read_text().splitlines()
     assert len(inventory) == 1 + len(list((project / "archive").rglob("*.ts")))
+
+
+def test_dvc_metrics_fit_a_terminal_and_dvc_plots_render(user_project: Path,
+                                                          tmp_path: Path) -> None:
+    """`dvc metrics show` is one table of headline numbers that fits 160 columns; the detail stays
+    in JSON beside them; `dvc plots show` renders every plot in a browser (headless Chromium,
+    Vega inline: no network), the training curves drawn per split."""
+    from tests.helpers.cdp import Chromium, offline_vega_template
+
+    project = user_project
+    table = dvc(project, "metrics", "show").rstrip("\n").splitlines()
+    assert max(map(len, table)) <= 160, "\n".join(table)
+    header = table[0].split()
+    assert {"Path", "hours_kept", "hours_removed", "loss", "valid_loss", "wer", "cer"} <= set(header)
+    lur = json.loads((project / "reports/lur/demo/lur.json").read_text())
+    assert {f"lur.{layer}" for layer in lur["layers"]} <= set(header)
+    summary = json.loads((project / "reports/lur/demo/summary.json").read_text())
+    assert summary["lur"] == {str(k): round(v, 4) for k, v in zip(lur["layers"], lur["lur"])}
+    assert "relevant_neurons" in lur and "per_channel_year" in json.loads(
+        (project / "data/prepared/stats.json").read_text())
+    plots = json.loads(dvc(project, "plots", "show", "--json"))["data"]
+    assert set(plots) == {"runs/pretrain/curve.tsv", "runs/finetune/curve.tsv",
+                          "reports/lur/demo/lur.tsv"}
+    for name in ("runs/pretrain/curve.tsv", "runs/finetune/curve.tsv"):
+        (plot,) = plots[name]
+        assert plot["content"]["encoding"]["color"]["field"] == "split"
+        assert {row["split"] for row in plot["content"]["data"]["values"]} == {"train", "valid"}
+    template = offline_vega_template(tmp_path / "offline.html")
+    dvc(project, "plots", "show", "--html-template", str(template), "-o", str(tmp_path / "plots"))
+    with Chromium((tmp_path / "plots" / "index.html").as_uri(), tmp_path / "profile") as page:
+        page.wait_for("document.querySelectorAll('.vega-embed canvas').length === 3")
+        widths = page.evaluate("Array.from(document.querySelectorAll('.vega-embed canvas'))"
+                               ".map(c => c.getBoundingClientRect().width)")
+    assert len(widths) == 3 and min(widths) > 100, widths
 
 
 def test_pretraining_reads_the_deduplicated_manifests(user_project: Path) -> None:
@@ -186,10 +223,10 @@ def test_a_longer_fine_tuning_resumes_fairseqs_checkpoints(user_project: Path) -
     assert not (project / "runs/finetune/fairseq.previous").exists()
 
 
-def test_a_higher_max_update_resumes_pretraining(user_project: Path) -> None:
+def test_higher_pretrain_updates_resume_pretraining(user_project: Path) -> None:
     project = user_project
     before = train_inner(project / "runs/pretrain/train.log")
-    set_params(project, {"pretrain": {"max_update": 16}})
+    set_params(project, {"pretrain": {"updates": 16}})
     out = dvc(project, "repro", "pretrain")
     assert ran(out) == {"inventory", "pretrain"}
     log = project / "runs/pretrain/train.log"
@@ -282,11 +319,16 @@ def test_local_slurm_site_runs_the_demo_through_slurm_and_the_model_learns(
     assert "truth" in json.loads((project / "data/dedup/report.json").read_text())
     vad = json.loads((project / "data/prepared/vad_quality.json").read_text())
     assert vad["ground_truth"] is True and vad["speech_recall"] > 0.8
+    headline = json.loads((project / "data/prepared/summary.json").read_text())
+    assert headline["recall"] == round(vad["speech_recall"], 4) and "precision" in headline
+    assert {"precision", "recall"} <= set(json.loads(
+        (project / "data/dedup/summary.json").read_text()))
     assert list((project / "data/prepared/slurm").rglob("*")), "prepare did not go through Slurm"
     assert list((project / "runs/pretrain").glob("slurm-*.out")), "pretrain did not use sbatch"
     # the transformers backend ran as a Slurm job of 2 ranks, not on the submitting node
     script = (project / "runs/finetune/job.sbatch").read_text()
-    assert "#SBATCH --ntasks-per-node=2" in script and "-m speechfm.launch.rank finetune" in script
+    assert "#SBATCH --ntasks-per-node=2" in script
+    assert re.search(r"-m speechfm\.launch\.rank \S*runs/finetune/ranks\.json", script)
     (job_out,) = (project / "runs/finetune").glob("slurm-*.out")
     text = job_out.read_text()
     assert "rank 0: no RCCL/NCCL network plugin" in text and "rank 1: no RCCL" in text

@@ -113,3 +113,15 @@ class Chromium:
     def screenshot(self, path: Path) -> Path:
         path.write_bytes(base64.b64decode(self.send("Page.captureScreenshot")["data"]))
         return path
+
+
+def offline_vega_template(path: Path) -> Path:
+    """An HTML template for `dvc plots show --html-template` that carries Vega, Vega-Lite and
+    Vega-Embed inline (vl-convert's bundle) instead of DVC's CDN links: no network here."""
+    import vl_convert
+
+    bundle = vl_convert.javascript_bundle()
+    path.write_text('<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>plots</title>\n'
+                    f'<script>{bundle}</script>\n</head>\n'
+                    '<body>\n{plot_divs}\n</body></html>\n', encoding="utf-8")
+    return path

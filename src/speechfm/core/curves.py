@@ -1,7 +1,11 @@
-"""Training curves and summary metrics as small files for `dvc plots` and `dvc metrics`.
+"""Training curves and headline metrics as small files for `dvc plots` and `dvc metrics`.
 
 MLflow holds the full history of every run; these files are the part DVC versions with the
-pipeline: `curve.tsv` (one row per logged step) and `metrics.json` (the last values).
+pipeline: `curve.tsv` (one row per logged step), `metrics.json` (the last values of every logged
+quantity, detail) and `summary.json`. Every stage writes a `summary.json` of a few headline
+numbers, and only those are DVC metrics, so `dvc metrics show` stays one narrow table: stages
+share column names (`loss`, `wer`, `precision`, ...) and each row (file) says what they measure.
+The detail stays in JSON files that are no metric, and in `dvc plots`.
 """
 
 from __future__ import annotations
@@ -12,6 +16,27 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+SUMMARY = "summary.json"
+SUMMARY_DIGITS = 4
+
+
+def write_summary(out: Path, values: dict[str, Any]) -> dict[str, Any]:
+    """Write `out/summary.json`, a stage's headline numbers (None dropped, floats to 4 digits,
+    nested one level for per-layer or per-set values), atomically; returns what it wrote."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): clean(v) for k, v in value.items() if v is not None}
+        return round(float(value), SUMMARY_DIGITS) if isinstance(value, float) else value
+
+    summary = clean(values)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (SUMMARY + ".part")
+    tmp.write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(out / SUMMARY)
+    return summary
+
 
 FAIRSEQ_LINE = re.compile(r"\| (train_inner|valid) \| (\{.*\})\s*$")
 
@@ -36,7 +61,8 @@ def fairseq_curve(train_log: Path) -> list[dict[str, Any]]:
 
 
 def write_curve(rows: Iterable[dict[str, Any]], out: Path) -> dict[str, Any]:
-    """Write `out/curve.tsv` and `out/metrics.json` (last train and valid values)."""
+    """Write `out/curve.tsv`, `out/metrics.json` (last train and valid values) and
+    `out/summary.json` (final train and valid loss, and the valid WER where there is one)."""
     rows = list(rows)
     fields = ["step", "split"] + sorted({k for r in rows for k in r} - {"step", "split"})
     with (out / "curve.tsv").open("w", newline="", encoding="utf-8") as f:
@@ -47,6 +73,9 @@ def write_curve(rows: Iterable[dict[str, Any]], out: Path) -> dict[str, Any]:
     for row in rows:
         summary[row["split"]] = {k: v for k, v in row.items() if k != "split"}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    train, valid = summary.get("train", {}), summary.get("valid", {})
+    write_summary(out, {"loss": train.get("loss"), "valid_loss": valid.get("loss"),
+                        "wer": valid.get("wer")})
     return summary
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from speechfm.core import segment_index
+from speechfm.core.curves import write_summary
 from speechfm.core.errors import SpeechfmError
 from speechfm.core.manifest import MANIFESTS_DIR
 from speechfm.dedup.catalog import read_catalog
@@ -117,6 +118,9 @@ def deduplicate(prepared: Path, out: Path, config: DedupConfig,
                             found, quality, timings)
     summary["manifests"] = {"train_in": rows, "train_out": kept}
     reports.write(summary, out / REPORT_JSON, out / REPORT_PNG)
+    truth = summary.get("truth", {})
+    write_summary(out, {"hours_removed": summary["hours_removed"],
+                        "precision": truth.get("precision"), "recall": truth.get("recall")})
     return summary
 
 

@@ -16,6 +16,7 @@ from tqdm import tqdm
 from speechfm.core.audio import read_clip
 from speechfm.core.constants import SAMPLE_RATE
 from speechfm.core.ctc import BeamDecoder, load_ctc_model, transcribe
+from speechfm.core.curves import write_summary
 from speechfm.core.labeled import read_labeled
 from speechfm.core.scoring import error_rates, utterance_errors
 from speechfm.core.text import Normalizer, TextConfig
@@ -54,7 +55,8 @@ def evaluate_set(model, processor, source: Path, normalizer: Normalizer,
 def evaluate(model_dir: Path, sets: dict[str, Path], out: Path,
              config: TextConfig | None = None, lm: Path | None = None,
              lm_settings: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """Score every test set; writes `hyp_<set>.tsv` files and `metrics.json` into `out`.
+    """Score every test set; writes `hyp_<set>.tsv` files, `metrics.json` and `summary.json`
+    (WER and CER; per set when there are several) into `out`.
     With `lm` (an ARPA/KenLM file) decoding is beam search with that model, else greedy."""
     model, processor = load_ctc_model(model_dir)
     beam = None
@@ -71,4 +73,6 @@ def evaluate(model_dir: Path, sets: dict[str, Path], out: Path,
                  results[name]["utterances"])
     metrics = out / "metrics.json"
     metrics.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    headline = {name: {"wer": r["wer"], "cer": r["cer"]} for name, r in results.items()}
+    write_summary(out, next(iter(headline.values())) if len(headline) == 1 else headline)
     return results

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from speechfm.core.curves import write_summary
 from speechfm.core.errors import SpeechfmError
 from speechfm.interpret import ig
 
@@ -285,7 +286,8 @@ def build_report(state: LurState, cfg: LurRun, processor, num_layers: int, total
 
 
 def write_report(report: dict, out: Path) -> None:
-    """`lur.json`, `lur.svg`, `lur.png` and `lur.tsv` (per-layer rows) in `out`."""
+    """`lur.json`, `lur.svg`, `lur.png`, `lur.tsv` (per-layer rows) and `summary.json` (the LUR
+    per layer, the DVC metric) in `out`."""
     from speechfm.interpret.plot import plot_reports
 
     tmp = out / "lur.json.part"
@@ -293,4 +295,5 @@ def write_report(report: dict, out: Path) -> None:
     os.replace(tmp, out / "lur.json")
     rows = "".join(f"{layer}\t{value}\n" for layer, value in zip(report["layers"], report["lur"]))
     (out / "lur.tsv").write_text("layer\tlur\n" + rows, encoding="utf-8")  # for `dvc plots`
+    write_summary(out, {"lur": dict(zip(map(str, report["layers"]), report["lur"]))})
     plot_reports([report], out / "lur")

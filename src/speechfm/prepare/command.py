@@ -30,9 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed of the validation draw (default 0)")
     p.add_argument("--no-fingerprint", dest="fingerprint", action="store_const", const=False,
                    default=None, help="no audio fingerprints (`speechfm dedup` needs them)")
-    p.add_argument("--slurm", action="store_true",
-                   help="build units as Slurm array tasks through submitit (site 'slurm' keys); "
-                        "also when the site's prepare section says executor: slurm")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from speechfm.prepare.config import PrepareConfig
     from speechfm.prepare.pipeline import prepare
 
-    site = load_site(args.site).prepare
+    whole = load_site(args.site)
+    site = whole.prepare
     settings = dict(site.config)
     for key in ("unit", "vad", "webrtc_aggressiveness", "valid_hours", "seed", "fingerprint"):
         if getattr(args, key) is not None:
@@ -48,17 +46,32 @@ def run(args: argparse.Namespace) -> int:
     config = PrepareConfig.from_dict(settings, source=args.site)
     workers = args.workers or site.workers
     build = None
-    if args.slurm or site.executor == "slurm":
+    if whole.executor == "slurm":  # the site decides, as for every verb
         from speechfm.prepare.slurm import slurm_builder
 
         build = slurm_builder(site.slurm)
     summary = prepare(args.archive, args.out, config, workers=workers, build=build)
     _vad_quality(args.archive, args.out)
+    _summary(args.out)
     for r in summary["rejects"]:
         log.warning("rejected %s (%s): %s", r["source"], r["action"], r["reason"])
     print(json.dumps({k: v for k, v in summary.items() if k != "rejects"}
                      | {"rejected": [r["source"] for r in summary["rejects"]]}, indent=1))
     return 0
+
+
+def _summary(out: Path) -> None:
+    """OUT/summary.json, prepare's headline DVC metric: hours kept and the VAD's precision and
+    recall against the ground truth (absent without one); stats.json and vad_quality.json keep
+    the detail."""
+    from speechfm.core.curves import write_summary
+    from speechfm.prepare.vadeval import QUALITY_FILE
+
+    total = json.loads((out / "stats.json").read_text(encoding="utf-8"))["total"]
+    quality = json.loads((out / QUALITY_FILE).read_text(encoding="utf-8"))
+    write_summary(out, {"hours_kept": total.get("hours_kept", 0.0),
+                        "precision": quality.get("speech_precision"),
+                        "recall": quality.get("speech_recall")})
 
 
 def _vad_quality(archive: Path, out: Path) -> None:

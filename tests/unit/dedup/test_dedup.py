@@ -66,6 +66,9 @@ def test_targets_on_the_demo_with_manifests_report_and_mlflow(prepared: Path, de
     assert truth["precision"] >= 0.95
     assert truth["recall"] >= 0.90
     assert truth["near_miss_rate"] <= 0.02
+    assert json.loads((out / "summary.json").read_text()) == {  # the headline DVC metric
+        "hours_removed": round(report["hours_removed"], 4),
+        "precision": round(truth["precision"], 4), "recall": round(truth["recall"], 4)}
     # copies through another codec (MP2 vs AAC) or sample rate (44.1 vs 48 kHz) are found too
     assert truth["pairs_across_codec"] >= 3 and truth["recall_across_codec"] >= 0.9
     assert truth["pairs_across_rate"] >= 3 and truth["recall_across_rate"] >= 0.9

@@ -105,6 +105,8 @@ def test_evaluate_writes_hypotheses_metrics_and_mlflow(small_demo: Path, tiny_ct
     assert done.returncode == 0, done.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) == {"test", "dev"}
+    assert json.loads((out / "summary.json").read_text()) == {  # per set with several sets
+        name: {"wer": round(m["wer"], 4), "cer": round(m["cer"], 4)} for name, m in metrics.items()}
     assert metrics["test"]["utterances"] == 4 and metrics["test"]["cer"] > 0.5  # random model
     with (out / "hyp_test.tsv").open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
@@ -188,21 +190,31 @@ def test_transformers_backend_from_a_fairseq_pretraining_checkpoint(small_demo: 
 
 def test_transformers_backend_on_lumi_renders_a_slurm_job_matching_golden_file() -> None:
     """`finetune --site lumi --gpus 16` (transformers) trains on two compute nodes, never on the
-    login node: 16 srun tasks, each `speechfm.launch.rank` running the same command."""
+    login node: 16 srun tasks, each `speechfm.launch.rank` calling the recipe's `train_rank`
+    with the same config."""
+    from speechfm.cli import build_parser
     from speechfm.core.sites import load_site
-    from speechfm.launch.slurm import render_command_sbatch
+    from speechfm.finetune.command import config_of
+    from speechfm.finetune.recipe import RANK_ENTRY, transformers_ranks
+    from speechfm.launch.slurm import render_sbatch
     from tests.helpers import assert_lumi_network
 
     argv = ["finetune", "--backend", "transformers", "--preset", "base", "--labeled",
-            "/scratch/project_465000000/labeled", "--init", "runs/pretrain/checkpoint_last.pt",
-            "--out", "runs/finetune", "--site", "lumi", "--gpus", "16", "--epochs", "80"]
-    script = render_command_sbatch("finetune", Path("/scratch/project_465000000/runs/finetune"),
-                                   16, argv, load_site("lumi"), Path("/scratch/project_465000000"))
+            "/scratch/project_465000000/labeled", "--init",
+            "/scratch/project_465000000/runs/pretrain/checkpoint_last.pt",
+            "--out", "/scratch/project_465000000/runs/finetune", "--site", "lumi",
+            "--gpus", "16", "--epochs", "80"]
+    config = config_of(build_parser().parse_args(argv))
+    job = transformers_ranks(config, cpu=False)
+    script = render_sbatch(job, load_site("lumi"), Path("/scratch/project_465000000"))
     golden = GOLDEN / "finetune_transformers_lumi_16.sbatch"
     if os.environ.get("SPEECHFM_UPDATE_GOLDEN"):
         golden.write_text(script)
     assert script == golden.read_text()
     assert "#SBATCH --nodes=2" in script and "#SBATCH --ntasks-per-node=8" in script
-    assert "python3 -m speechfm.launch.rank finetune --backend transformers" in script
+    assert ("python3 -m speechfm.launch.rank /scratch/project_465000000/runs/finetune/ranks.json"
+            in script)
+    assert job.entry == RANK_ENTRY and job.args["config"]["epochs"] == 80
+    assert job.args["config"]["backend"] == "transformers" and job.world_size == 16
     assert "--signal" not in script and "requeue" not in script  # the Trainer cannot act on them
     assert_lumi_network(script)

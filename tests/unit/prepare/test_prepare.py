@@ -113,6 +113,11 @@ def test_vad_quality_is_written_for_every_archive_and_odd_ground_truth_is_skippe
     with the rest; with none usable the metric says so."""
     quality = json.loads((prepared / "vad_quality.json").read_text())
     assert quality["ground_truth"] is True and quality["truth_files"] == 8
+    stats = json.loads((prepared / "stats.json").read_text())["total"]
+    assert json.loads((prepared / "summary.json").read_text()) == {  # the headline DVC metric
+        "hours_kept": round(stats["hours_kept"], 4),
+        "precision": round(quality["speech_precision"], 4),
+        "recall": round(quality["speech_recall"], 4)}
     archive, out = tmp_path / "archive", tmp_path / "out"
     shutil.copytree(small_demo / "archive", archive)
     shutil.copytree(prepared, out)  # the same units, already built
@@ -134,6 +139,7 @@ def test_vad_quality_is_written_for_every_archive_and_odd_ground_truth_is_skippe
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((out / "vad_quality.json").read_text()) == {
         "ground_truth": False, "truth_files": 0, "truth_files_skipped": 1}
+    assert set(json.loads((out / "summary.json").read_text())) == {"hours_kept"}
 
 
 def test_inventory_lists_every_file_without_reading_it(small_demo: Path, tmp_path: Path) -> None:
@@ -253,7 +259,7 @@ def test_indexed_dataset_returns_what_file_audio_dataset_returns(prepared: Path)
     from fairseq.data import FileAudioDataset
 
     from speechfm.core.segment_index import build_index, index_dir
-    from speechfm.launch.indexed_audio import IndexedAudioDataset
+    from speechfm.engine.fairseq.indexed_audio import IndexedAudioDataset
 
     manifests = sorted((prepared / "manifests").glob("*.tsv"))
     assert len(manifests) == 6
@@ -306,7 +312,7 @@ def test_slurm_array_gives_the_local_manifests(prepared: Path, small_demo: Path,
                                                slurm_cluster) -> None:
     out = tmp_path / "slurm_out"
     site = ROOT / "pipelines" / "sites" / "local-slurm.yaml"
-    proc = run_speechfm("prepare", small_demo / "archive", "--out", out, "--slurm", "--site",
+    proc = run_speechfm("prepare", small_demo / "archive", "--out", out, "--site",
                         site, env={"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]})
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["built"] == 8  # stdout holds only the summary
