@@ -11,7 +11,7 @@ word was recognised (at most a third of its letters wrong against the sentence's
 word), its start (end) is compared with the sentence's start (end): a recognition error at a
 sentence's edge is not a timing error. The truth's intervals are espeak-ng's output, leading and
 trailing silence included. Segments are compared with the truth's speech blocks as in
-tests/test_serve.py.
+tests/e2e/test_serve.py.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""Shared fixtures (a small demo archive, a tiny CTC model, a real Slurm), one per test session;
-plain helpers live in tests/helpers."""
+"""Shared fixtures (a small demo archive and what prepare, pre-training and LUR tests make of it,
+the dedup tests' demo prepared, a tiny CTC model, a real Slurm), one per test session; plain
+helpers live in tests/helpers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from speechfm.synth import synthesize
-from tests.helpers import FINNISH_VOCAB, SMALL_DEMO
+from tests.helpers import DEDUP_DEMO, FINNISH_VOCAB, SMALL_DEMO, run_speechfm
+from tests.helpers.prepared import prepare_cli
+from tests.helpers.shard_manifest import make_shard_manifest
 
 
 @pytest.fixture(scope="session")
@@ -16,6 +19,56 @@ def small_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4-channel, 2-day demo (8 files of 25 s) and a 16-utterance labeled corpus."""
     out = tmp_path_factory.mktemp("demo")
     synthesize(out, SMALL_DEMO, workers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small demo's archive through `speechfm prepare --workers 2` (its 8 units built)."""
+    out = tmp_path_factory.mktemp("prepared")
+    summary = prepare_cli(small_demo / "archive", out, "--workers", "2")
+    assert summary["units"] == 8 and summary["built"] == 8 and summary["segments"] > 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def manifest(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Pre-training manifests over a tar shard of the small demo's labeled FLACs (3 copies)."""
+    return make_shard_manifest(small_demo, tmp_path_factory.mktemp("shards"), copies=3)
+
+
+@pytest.fixture(scope="session")
+def test_tsv(small_demo: Path, tmp_path_factory) -> Path:
+    """Three demo test utterances cut to 1.5 s (short keeps the LUR reference affordable)."""
+    import soundfile as sf
+
+    from speechfm.core.labeled import read_table
+
+    out = tmp_path_factory.mktemp("lurdata")
+    rows = read_table(small_demo / "labeled" / "test.tsv")[:3]
+    lines = ["path\tseconds\tvoice\ttext"]
+    for i, (path, text) in enumerate(rows):
+        audio, rate = sf.read(path, dtype="float32")
+        sf.write(out / f"u{i}.flac", audio[: int(1.5 * rate)], rate)
+        lines.append(f"u{i}.flac\t1.5\tdemo\t{text}")
+    (out / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out / "test.tsv"
+
+
+@pytest.fixture(scope="session")
+def dedup_demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dedup tests' archive (`DEDUP_DEMO`: repeats and near-misses with ground truth)."""
+    out = tmp_path_factory.mktemp("dedup_demo")
+    synthesize(out, DEDUP_DEMO, workers=2)
+    return out / "archive"
+
+
+@pytest.fixture(scope="session")
+def dedup_prepared(dedup_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`dedup_demo` through `speechfm prepare --workers 2` (with fingerprints)."""
+    out = tmp_path_factory.mktemp("dedup_prepared")
+    proc = run_speechfm("prepare", dedup_demo, "--out", out, "--workers", "2")
+    assert proc.returncode == 0, proc.stderr
     return out
 
 

@@ -1,5 +1,6 @@
 """What many tests share: the checkout's paths, running the CLI as a user would, the tools a
-test needs, a free loopback port, the small demo's settings and the Finnish CTC vocabulary.
+test needs, a free loopback port, the small and the dedup demo's settings and the Finnish CTC
+vocabulary.
 Fixtures (which pytest injects) stay in tests/conftest.py; everything else is imported from here."""
 
 from __future__ import annotations
@@ -17,6 +18,11 @@ SMALL_DEMO = SynthConfig(
     seed=3, channels=4, start="2021-01-31", days=2, hours_per_day=1, hour_seconds=25.0,
     labeled={"train": 8, "valid": 4, "test": 4},
 )
+# The dedup tests' demo: 4 channels x 3 days x two 30 s hours: every kind of repeat (idents,
+# adverts across channels, two reruns: MP2 -> AAC and 48 -> 44.1 kHz) and both kinds of near-miss,
+# in ~20 s of synthesis and ~10 s of prepare on 2 cores.
+DEDUP_DEMO = SynthConfig(seed=5, channels=4, start="2021-01-31", days=3, hours_per_day=2,
+                         hour_seconds=30.0, labeled={"train": 1, "valid": 1, "test": 1})
 
 
 ROOT = Path(__file__).resolve().parents[2]

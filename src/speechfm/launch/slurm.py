@@ -1,5 +1,6 @@
 """Slurm: sbatch rendering from a site's `train:` section (`speechfm.core.sites`) and
-submission. One `srun` step starts every rank of a fairseq job with `speechfm.engine.fairseq.worker`."""
+submission. One `srun` step starts every rank of a job (`launch.ranks.Ranks`) as
+`python -m speechfm.launch.rank RANKS.json`."""
 
 from __future__ import annotations
 

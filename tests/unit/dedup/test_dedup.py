@@ -1,5 +1,5 @@
-"""`speechfm dedup` and the fingerprints under it: the targets on a demo with repeated material,
-the same groups on a second run, an archive without ground truth, the disabled stage, archives
+"""`speechfm dedup` and the fingerprints under it, on a demo with repeated material: the same
+groups on a second run, an archive without ground truth, the disabled stage, archives
 prepared without fingerprints, robustness of the fingerprint to gain, codec, rate and offset,
 and the search's cost growing linearly with the number of segments."""
 
@@ -14,93 +14,20 @@ import numpy as np
 import pytest
 
 from benchmarks.dedup_scale import write_dataset
-from speechfm.core import segment_index
 from speechfm.core.constants import SAMPLE_RATE
 from speechfm.core.errors import SpeechfmError
 from speechfm.core.fingerprint import FINGERPRINT_SUFFIX, fingerprint, read_sidecar
 from speechfm.core.segment import read_index
 from speechfm.dedup import DedupConfig, deduplicate
 from speechfm.dedup.search import bucket_edges, star_groups
-from speechfm.synth import SynthConfig, synthesize
 from tests.helpers import require, run_speechfm
-
-# 4 channels x 3 days x two 30 s hours: every kind of repeat (idents, adverts across channels,
-# two reruns: MP2 -> AAC and 48 -> 44.1 kHz) and both kinds of near-miss, in ~20 s of synthesis
-# and ~10 s of prepare on 2 cores.
-DEMO = SynthConfig(seed=5, channels=4, start="2021-01-31", days=3, hours_per_day=2,
-                   hour_seconds=30.0, labeled={"train": 1, "valid": 1, "test": 1})
+from tests.helpers.files import lines
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dedup_demo")
-    synthesize(out, DEMO, workers=2)
-    return out / "archive"
-
-
-@pytest.fixture(scope="module")
-def prepared(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dedup_prepared")
-    proc = run_speechfm("prepare", demo, "--out", out, "--workers", "2")
-    assert proc.returncode == 0, proc.stderr
-    return out
-
-
-def lines(path: Path) -> list[str]:
-    return path.read_text(encoding="utf-8").splitlines()
-
-
-@pytest.mark.slow  # a whole verb end to end (see `make test-fast`)
-def test_targets_on_the_demo_with_manifests_report_and_mlflow(prepared: Path, demo: Path,
-                                                              tmp_path: Path) -> None:
-    from mlflow.tracking import MlflowClient
-
-    out = tmp_path / "dedup"
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    proc = run_speechfm("dedup", prepared, "--out", out, "--archive", demo, "--tracking-uri", uri)
-    assert proc.returncode == 0, proc.stderr
-    report = json.loads((out / "report.json").read_text())
-    truth = report["truth"]
-    assert set(truth["pairs_by_kind"]) == {"advert", "ident", "programme"}
-    assert truth["true_pairs"] >= 15 and truth["near_miss_pairs"] >= 30
-    assert truth["precision"] >= 0.95
-    assert truth["recall"] >= 0.90
-    assert truth["near_miss_rate"] <= 0.02
-    assert json.loads((out / "summary.json").read_text()) == {  # the headline DVC metric
-        "hours_removed": round(report["hours_removed"], 4),
-        "precision": round(truth["precision"], 4), "recall": round(truth["recall"], 4)}
-    # copies through another codec (MP2 vs AAC) or sample rate (44.1 vs 48 kHz) are found too
-    assert truth["pairs_across_codec"] >= 3 and truth["recall_across_codec"] >= 0.9
-    assert truth["pairs_across_rate"] >= 3 and truth["recall_across_rate"] >= 0.9
-    # only training rows are dropped, exactly the removed ones; validation is copied unchanged
-    before, after = lines(prepared / "manifests/train.tsv"), lines(out / "manifests/train.tsv")
-    assert after[0] == before[0] == str(prepared.resolve())
-    assert set(after[1:]) < set(before[1:])
-    assert len(before) - len(after) == report["removed_segments"] > 0
-    assert report["hours_removed"] == pytest.approx(
-        sum(int(x.split("\t")[1]) for x in set(before) - set(after)) / SAMPLE_RATE / 3600,
-        abs=1e-3)
-    for valid in sorted((prepared / "manifests").glob("valid*.tsv")):
-        assert (out / "manifests" / valid.name).read_bytes() == valid.read_bytes()
-    # each manifest has its segment index, listing its rows (what the training tasks read)
-    for tsv in sorted((out / "manifests").glob("*.tsv")):
-        index = segment_index.open_index(tsv)
-        rows = lines(tsv)[1:]
-        assert index.rows == len(rows)
-        assert [":".join(map(str, index.entry(i))) for i in range(index.rows)] == [
-            r.split("\t")[0] for r in rows]
-    assert sum(c["hours_removed"] for c in report["per_channel"].values()) == pytest.approx(
-        report["hours_removed"], abs=1e-3)
-    assert report["examples"] and (out / "report.png").stat().st_size > 1000
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("dedup").experiment_id])
-    assert runs[0].data.metrics["truth/recall"] == pytest.approx(truth["recall"])
-    assert runs[0].data.metrics["hours_removed"] == pytest.approx(report["hours_removed"])
-
-
-def test_second_run_gives_the_same_groups(prepared: Path, demo: Path, tmp_path: Path) -> None:
-    first = deduplicate(prepared, tmp_path / "a", DedupConfig(), demo)
-    second = deduplicate(prepared, tmp_path / "b", DedupConfig(), demo)
+def test_second_run_gives_the_same_groups(dedup_prepared: Path, dedup_demo: Path,
+                                          tmp_path: Path) -> None:
+    first = deduplicate(dedup_prepared, tmp_path / "a", DedupConfig(), dedup_demo)
+    second = deduplicate(dedup_prepared, tmp_path / "b", DedupConfig(), dedup_demo)
     for report in (first, second):
         report.pop("seconds")
     assert first == second
@@ -108,33 +35,35 @@ def test_second_run_gives_the_same_groups(prepared: Path, demo: Path, tmp_path: 
         tmp_path / "b/manifests/train.tsv").read_bytes()
 
 
-def test_archive_without_ground_truth(prepared: Path, demo: Path, tmp_path: Path) -> None:
+def test_archive_without_ground_truth(dedup_prepared: Path, dedup_demo: Path,
+                                      tmp_path: Path) -> None:
     bare = tmp_path / "archive"
-    for ts in demo.rglob("*.ts"):
-        (bare / ts.relative_to(demo)).parent.mkdir(parents=True, exist_ok=True)
-        (bare / ts.relative_to(demo)).symlink_to(ts)
-    report = deduplicate(prepared, tmp_path / "out", DedupConfig(), bare)
-    with_truth = deduplicate(prepared, tmp_path / "out2", DedupConfig(), demo)
+    for ts in dedup_demo.rglob("*.ts"):
+        (bare / ts.relative_to(dedup_demo)).parent.mkdir(parents=True, exist_ok=True)
+        (bare / ts.relative_to(dedup_demo)).symlink_to(ts)
+    report = deduplicate(dedup_prepared, tmp_path / "out", DedupConfig(), bare)
+    with_truth = deduplicate(dedup_prepared, tmp_path / "out2", DedupConfig(), dedup_demo)
     assert "truth" not in report and "truth" in with_truth
     assert report["groups"] == with_truth["groups"] > 0
     assert report["hours_removed"] == with_truth["hours_removed"] > 0
 
 
-def test_disabled_passes_the_manifests_through(prepared: Path, tmp_path: Path) -> None:
+def test_disabled_passes_the_manifests_through(dedup_prepared: Path, tmp_path: Path) -> None:
     out = tmp_path / "off"
-    proc = run_speechfm("dedup", prepared, "--out", out, "--enabled", "false",
+    proc = run_speechfm("dedup", dedup_prepared, "--out", out, "--enabled", "false",
                         "--tracking-uri", "none")
     assert proc.returncode == 0, proc.stderr
-    for tsv in (prepared / "manifests").glob("*.tsv"):
+    for tsv in (dedup_prepared / "manifests").glob("*.tsv"):
         assert (out / "manifests" / tsv.name).read_bytes() == tsv.read_bytes()
     report = json.loads((out / "report.json").read_text())
     assert report["enabled"] is False and report["removed_segments"] == 0
 
 
-def test_archive_prepared_before_fingerprints(prepared: Path, demo: Path, tmp_path: Path) -> None:
+def test_archive_prepared_before_fingerprints(dedup_prepared: Path, dedup_demo: Path,
+                                              tmp_path: Path) -> None:
     """As an archive prepared by an earlier speechfm: no sidecars, no 'fingerprint' setting."""
     old = tmp_path / "old"
-    shutil.copytree(prepared, old)
+    shutil.copytree(dedup_prepared, old)
     for sidecar in old.rglob(f"*{FINGERPRINT_SUFFIX}"):
         sidecar.unlink()
     for marker in old.rglob("*.done.json"):
@@ -149,15 +78,15 @@ def test_archive_prepared_before_fingerprints(prepared: Path, demo: Path, tmp_pa
     assert proc.returncode == 0, proc.stderr
     # prepare sees those units as made without fingerprints: kept as they are with
     # --no-fingerprint, refused (not silently mixed) with the default
-    proc = run_speechfm("prepare", demo, "--out", old, "--no-fingerprint")
+    proc = run_speechfm("prepare", dedup_demo, "--out", old, "--no-fingerprint")
     assert proc.returncode == 0 and json.loads(proc.stdout)["built"] == 0, proc.stderr
-    proc = run_speechfm("prepare", demo, "--out", old)
+    proc = run_speechfm("prepare", dedup_demo, "--out", old)
     assert proc.returncode == 2 and "other settings" in proc.stderr
 
 
-def test_a_missing_sidecar_is_named(prepared: Path, tmp_path: Path) -> None:
+def test_a_missing_sidecar_is_named(dedup_prepared: Path, tmp_path: Path) -> None:
     damaged = tmp_path / "damaged"
-    shutil.copytree(prepared, damaged)
+    shutil.copytree(dedup_prepared, damaged)
     victim = min(damaged.rglob(f"*{FINGERPRINT_SUFFIX}"))
     victim.unlink()
     with pytest.raises(SpeechfmError, match="no fingerprints beside this shard") as err:
@@ -165,8 +94,8 @@ def test_a_missing_sidecar_is_named(prepared: Path, tmp_path: Path) -> None:
     assert str(victim) in str(err.value)
 
 
-def test_sidecars_hold_one_fingerprint_per_index_row(prepared: Path) -> None:
-    indexes = sorted(prepared.rglob("*.index.jsonl"))
+def test_sidecars_hold_one_fingerprint_per_index_row(dedup_prepared: Path) -> None:
+    indexes = sorted(dedup_prepared.rglob("*.index.jsonl"))
     assert indexes
     for index in indexes:
         segments = list(read_index(index))

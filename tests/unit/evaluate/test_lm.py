@@ -1,16 +1,15 @@
-"""`speechfm lm` (own ARPA n-gram builder) and beam search with it in `speechfm evaluate --lm`
-(pyctcdecode + KenLM, both real)."""
+"""The ARPA n-gram builder of `speechfm lm` and beam search with its model as `speechfm evaluate
+--lm` decodes (pyctcdecode + KenLM, both real)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from speechfm.evaluate.lm import BOS, EOS, UNK, build_arpa, write_lm
-from tests.helpers import FINNISH_VOCAB, run_speechfm
+from tests.helpers import FINNISH_VOCAB
 
 CORPUS = ["talo on iso", "talo on punainen", "iso talo on tuolla", "kissa on talossa",
           "punainen kissa", "tuolla on kissa", "talo ja kissa"]
@@ -75,28 +74,6 @@ def test_beam_search_with_the_lm_fixes_what_greedy_gets_wrong(tiny_ctc_model_dir
     assert BeamDecoder(processor, arpa, alpha=0.5, beta=1.0)(log_probs) == "talo on iso"
     # a clear acoustic signal is not overruled: an unseen word stays what was said
     assert BeamDecoder(processor, arpa)(_emissions("sika on iso", {})) == "sika on iso"
-
-
-@pytest.mark.slow  # a whole verb end to end (see `make test-fast`)
-def test_lm_and_evaluate_with_beam_search_from_the_cli(small_demo: Path, tiny_ctc_model_dir: Path,
-                                                      tmp_path: Path) -> None:
-    labeled = small_demo / "labeled"
-    arpa = tmp_path / "lm" / "train.arpa"
-    built = run_speechfm("lm", "--text", labeled / "train.tsv", "--out", arpa, "--order", "3")
-    assert built.returncode == 0, built.stderr[-3000:]
-    assert arpa.read_text(encoding="utf-8").startswith("\n\\data\\\nngram 1=")
-    out = tmp_path / "eval"
-    done = run_speechfm("evaluate", "--model", tiny_ctc_model_dir, "--test", labeled / "test.tsv",
-                        "--out", out, "--lm", arpa, "--beam-width", "8",
-                        "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}")
-    assert done.returncode == 0, done.stderr[-3000:]
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["test"]["utterances"] == 4
-    missing = run_speechfm("evaluate", "--model", tiny_ctc_model_dir, "--test",
-                           labeled / "test.tsv", "--out", out, "--lm", tmp_path / "none.arpa",
-                           "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}")
-    assert missing.returncode == 2 and "none.arpa" in missing.stderr
-    assert "language model not found" in missing.stderr
 
 
 def test_beam_words_carry_the_frames_of_their_letters(tiny_ctc_model_dir: Path,

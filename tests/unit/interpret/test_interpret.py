@@ -1,14 +1,12 @@
-"""The LUR stage: batched layer IG against a plain captum reference, the LUR itself, resuming,
-the report, the plots, MLflow and bad input."""
+"""The LUR stage: batched layer IG against a plain captum reference, the LUR itself, refusing to
+resume with other settings, the data forms and bad input."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from speechfm.cli import main
@@ -16,9 +14,7 @@ from speechfm.core.errors import SpeechfmError
 from speechfm.interpret import ig
 from speechfm.interpret.data import list_utterances, load_audio
 from speechfm.interpret.lur import LurRun, analyse, load_model
-from tests.helpers import run_speechfm
-
-STEPS = 8  # any number of steps must match captum; few keep the tests short
+from tests.helpers.lur import STEPS
 
 
 def reference_layer_ig(model, values: torch.Tensor, layer: int, target: int, steps: int) -> torch.Tensor:
@@ -56,22 +52,6 @@ def reference_lur(model, utterances: list[torch.Tensor], steps: int):
             relevant = hit if relevant is None else relevant | hit
         lur.append(100.0 * relevant.mean())
     return lur, means
-
-
-@pytest.fixture(scope="module")
-def test_tsv(small_demo: Path, tmp_path_factory) -> Path:
-    """Three demo test utterances cut to 1.5 s (short keeps the reference affordable)."""
-    from speechfm.core.labeled import read_table
-
-    out = tmp_path_factory.mktemp("lurdata")
-    rows = read_table(small_demo / "labeled" / "test.tsv")[:3]
-    lines = ["path\tseconds\tvoice\ttext"]
-    for i, (path, text) in enumerate(rows):
-        audio, rate = sf.read(path, dtype="float32")
-        sf.write(out / f"u{i}.flac", audio[: int(1.5 * rate)], rate)
-        lines.append(f"u{i}.flac\t1.5\tdemo\t{text}")
-    (out / "test.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out / "test.tsv"
 
 
 def features(model_dir: Path, tsv: Path, dtype=torch.float32) -> list[torch.Tensor]:
@@ -188,47 +168,6 @@ def test_lur_matches_plain_reference(tiny_ctc_model_dir, test_tsv, tmp_path):
     assert len(ref_means) >= 2 * 3
     assert report["completeness_error"]["max"] < 1e-2  # quadrature error of 8 steps
     assert 0 < min(report["lur"]) and max(report["lur"]) <= 100
-
-
-@pytest.mark.slow
-def test_cli_resume_report_mlflow_and_overlay(tiny_ctc_model_dir, test_tsv, tmp_path, capsys):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    out = tmp_path / "report"
-    common = ["lur", "--model", str(tiny_ctc_model_dir), "--data", str(test_tsv), "--out", str(out),
-              "--steps", str(STEPS), "--save-every", "1", "--tracking-uri", uri]
-    assert main([*common, "--utterances", "1"]) == 0  # an interrupted analysis, in effect
-    assert json.loads((out / "lur.json").read_text())["utterances"] == 1
-    capsys.readouterr()
-    assert main(common) == 2  # the saved state is not overwritten without --resume
-    assert "--resume" in capsys.readouterr().err
-    resumed = run_speechfm(*common, "--resume")  # as a user runs it
-    assert resumed.returncode == 0, resumed.stderr
-    report = json.loads((out / "lur.json").read_text())
-    assert report["utterances"] == 3 and report["layers"] == [1, 2]
-
-    fresh = analyse(LurRun(model_dir=tiny_ctc_model_dir, data=test_tsv, out=tmp_path / "fresh",
-                           steps=STEPS))
-    assert np.allclose(report["lur"], fresh["lur"])
-    assert report["relevant_neurons"] == fresh["relevant_neurons"]
-    assert report["frames_per_token"] == fresh["frames_per_token"]
-    assert len(report["frames_per_token"]) >= 3
-    assert report["completeness_error"]["max"] < 1e-2
-    assert report["settings"]["steps"] == STEPS
-    for name in ("lur.svg", "lur.png"):
-        assert (out / name).stat().st_size > 1000
-
-    import mlflow
-
-    client = mlflow.MlflowClient(uri)
-    run_id = json.loads(resumed.stdout)["mlflow_run"]
-    assert {a.path for a in client.list_artifacts(run_id)} == {"lur.json", "lur.svg", "lur.png"}
-    assert [m.step for m in client.get_metric_history(run_id, "lur")] == [1, 2]
-
-    assert main(["lur-plot", str(out), str(tmp_path / "fresh"), "--labels", "resumed", "fresh",
-                 "--out", str(tmp_path / "fig")]) == 0
-    svg = (tmp_path / "fig" / "lur.svg").read_text()
-    assert "resumed" in svg and "fresh" in svg
-    assert (tmp_path / "fig" / "lur.png").stat().st_size > 1000
 
 
 def test_resume_refuses_other_settings(tiny_ctc_model_dir, test_tsv, tmp_path, capsys):

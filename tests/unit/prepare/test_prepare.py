@@ -7,11 +7,9 @@ import io
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,27 +26,9 @@ from speechfm.prepare.discover import plan_units, unit_of
 from speechfm.prepare.manifests import split_valid
 from speechfm.prepare.pipeline import prepare
 from speechfm.prepare.vadeval import evaluate
-from tests.helpers import ROOT, run_speechfm
+from tests.helpers import run_speechfm
 from tests.helpers.merge_reference import reference_merge
-
-
-def prepare_cli(archive: Path, out: Path, *extra: str) -> dict:
-    proc = run_speechfm("prepare", archive, "--out", out, *extra)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
-
-
-def manifest_bodies(out: Path) -> dict[str, list[str]]:
-    """Every manifest's entries (root line left out, since it names the folder)."""
-    return {p.name: p.read_text().splitlines()[1:] for p in sorted((out / "manifests").glob("*.tsv"))}
-
-
-@pytest.fixture(scope="module")
-def prepared(small_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("prepared")
-    summary = prepare_cli(small_demo / "archive", out, "--workers", "2")
-    assert summary["units"] == 8 and summary["built"] == 8 and summary["segments"] > 0
-    return out
+from tests.helpers.prepared import manifest_bodies, prepare_cli
 
 
 def test_layout_and_manifests_read_like_fairseq(prepared: Path) -> None:
@@ -305,69 +285,6 @@ def test_bad_settings_and_output_path(small_demo: Path, tmp_path: Path) -> None:
         PrepareConfig.from_dict({"vad_mode": "x"})
     with pytest.raises(SpeechfmError, match="':'"):
         prepare(small_demo / "archive", tmp_path / "a:b", PrepareConfig())
-
-
-@pytest.mark.slow
-def test_slurm_array_gives_the_local_manifests(prepared: Path, small_demo: Path, tmp_path: Path,
-                                               slurm_cluster) -> None:
-    out = tmp_path / "slurm_out"
-    site = ROOT / "pipelines" / "sites" / "local-slurm.yaml"
-    proc = run_speechfm("prepare", small_demo / "archive", "--out", out, "--site",
-                        site, env={"SLURM_CONF": slurm_cluster.env["SLURM_CONF"]})
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["built"] == 8  # stdout holds only the summary
-    assert manifest_bodies(out) == manifest_bodies(prepared)
-    logs = list((out / "slurm").rglob("*_log.out"))
-    assert len(logs) == 4  # 8 units, 2 per array task
-    for shard in sorted(prepared.rglob("*.tar")):
-        assert shard.read_bytes() == (out / shard.relative_to(prepared)).read_bytes()
-
-
-def start_prepare(archive: Path, out: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    return subprocess.Popen([sys.executable, "-m", "speechfm", "prepare", str(archive), "--out",
-                             str(out), "--workers", "2"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-
-
-def kill_when(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
-    """SIGKILL the prepare process (its workers die with it) as soon as `ready()` holds."""
-    deadline = time.monotonic() + timeout
-    while not ready():
-        assert proc.poll() is None, "prepare finished before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-
-
-@pytest.mark.slow
-def test_sigkill_then_rerun_equals_uninterrupted(prepared: Path, small_demo: Path,
-                                                 tmp_path: Path) -> None:
-    archive, clean = small_demo / "archive", prepared
-    out = tmp_path / "killed"
-    # 1st kill: while a shard is half written, before any unit is complete
-    proc = start_prepare(archive, out)
-    kill_when(proc, lambda: any(p.stat().st_size > 0 for p in out.rglob("*.tar.part")))
-    assert not (out / "manifests").exists()
-    # 2nd kill: after some units completed, others not
-    proc = start_prepare(archive, out)
-    kill_when(proc, lambda: 1 <= len(list(out.rglob("*.done.json"))))
-    done_before = len(list(out.rglob("*.done.json")))
-    assert done_before < 8
-    time.sleep(0.5)  # workers must be gone: nothing may change after the kill
-    assert len(list(out.rglob("*.done.json"))) == done_before
-    proc = run_speechfm("prepare", archive, "--out", out, "--workers", "2")
-    assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["built"] == 8 - done_before
-    assert manifest_bodies(out) == manifest_bodies(clean)
-    assert not list(out.rglob("*.part"))
-    for shard in sorted(out.rglob("*.tar")):
-        with tarfile.open(shard) as tar:
-            names = [m.name for m in tar.getmembers()]
-        assert len(names) == len(set(names)), f"duplicate members in {shard}"
-        assert shard.read_bytes() == (clean / shard.relative_to(out)).read_bytes()
-    assert run_speechfm("verify", out).returncode == 0
 
 
 def test_size_cap_splits_a_unit_into_several_shards(prepared: Path, small_demo: Path,

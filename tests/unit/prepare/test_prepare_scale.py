@@ -1,5 +1,6 @@
-"""Prepare and pre-train at the reference's scale: the streaming merge on a synthesized multi-unit
-index, the segment index and its fairseq dataset, two builders of one unit, planning the walk."""
+"""Prepare at the reference's scale: the streaming merge on a synthesized multi-unit index, the
+segment index and the fairseq dataset and task that read it, two builders of one unit, planning
+the walk."""
 
 from __future__ import annotations
 
@@ -31,7 +32,6 @@ from speechfm.prepare.pipeline import merge
 from speechfm.prepare.units import done_path, process_unit, unit_lock
 from tests.helpers import ROOT, run_speechfm
 from tests.helpers.merge_reference import reference_merge, synthesize_units
-from tests.helpers.shard_manifest import make_shard_manifest
 
 
 def test_streaming_merge_equals_the_reference_on_a_synthesized_multi_unit_index(
@@ -238,41 +238,6 @@ print(type(task).__name__, type(task.datasets["train"]).__name__, len(task.datas
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["IndexedAudioPretrainingTask", "IndexedAudioDataset", "1"]
     assert (tmp_path / "train.idx").is_dir()  # a plain fairseq run builds a missing index
-
-
-@pytest.mark.slow
-def test_tiny_pretrain_through_the_segment_index(small_demo: Path, tmp_path: Path) -> None:
-    """`speechfm pretrain` with the indexed task (the launcher builds the indexes), then plain
-    `fairseq-hydra-train` on the config it wrote, resuming from its checkpoint."""
-    import torch
-
-    manifest = make_shard_manifest(small_demo, tmp_path / "shards", copies=2)
-    out = tmp_path / "run"
-    proc = run_speechfm("pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out,
-                        "--cpu", "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}",
-                        "task._name=speechfm_audio_pretraining", "optimization.max_update=4",
-                        "dataset.num_workers=1", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    log = (out / "train.log").read_text()
-    assert "task: IndexedAudioPretrainingTask" in log and "segment index" in log
-    assert (manifest / "train.idx").is_dir() and (manifest / "valid.idx").is_dir()
-
-    def updates() -> int:
-        state = torch.load(out / "checkpoint_last.pt", map_location="cpu", weights_only=False)
-        return state["optimizer_history"][-1]["num_updates"]
-
-    assert updates() == 4
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)]),
-           "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
-    fairseq = Path(sys.executable).with_name("fairseq-hydra-train")
-    # a copy: hydra would check a file named config.yaml against fairseq's own schema 'config'
-    shutil.copy(out / "config.yaml", out / "plain.yaml")
-    proc = subprocess.run([str(fairseq), "--config-dir", str(out), "--config-name", "plain",
-                           "optimization.max_update=6"], capture_output=True, text=True,
-                          env=env, cwd=tmp_path, timeout=600, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "task: IndexedAudioPretrainingTask" in proc.stdout + proc.stderr
-    assert updates() == 6
 
 
 def test_large_presets_read_the_index_and_get_the_user_dir(tmp_path: Path) -> None:

@@ -3,7 +3,7 @@
 
 The worker installs them in its own process before fairseq builds anything, by wrapping fairseq's
 objects (never by editing installed files). Each is tested on CPU against plain fairseq
-(tests/test_fastpaths.py): same loss and gradients for one fixed batch, same optimizer updates,
+(tests/unit/engine/fairseq/test_fastpaths.py): same loss and gradients for one fixed batch, same optimizer updates,
 every index batched once. Where a path draws random numbers elsewhere (loader workers, the
 device's generator) the draws follow the same distribution; on CPU in one process they are the
 very same draws.

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import soundfile as sf
 import torch
 
 from speechfm.core.errors import SpeechfmError
@@ -32,6 +31,7 @@ from speechfm.engine.fairseq.fastcheck import (
 )
 from speechfm.pretrain.config import fast_settings
 from speechfm.pretrain.flops import training_flops
+from tests.helpers.clips import audio_manifest
 
 TOLERANCE = 1e-5  # float32: relative error of loss and gradients of the CPU exactness tests
 
@@ -40,21 +40,6 @@ TOLERANCE = 1e-5  # float32: relative error of loss and gradients of the CPU exa
 def seeded_masks():
     with seeded_mask_draws() as reset:
         yield reset
-
-
-def audio_manifest(out: Path, seconds: list[float], seed: int = 0) -> Path:
-    """FLAC clips of noise + tone of the given lengths and a fairseq manifest `train.tsv`."""
-    rng = np.random.default_rng(seed)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = [str(out)]
-    for i, length in enumerate(seconds):
-        frames = int(length * 16000)
-        t = np.arange(frames) / 16000
-        audio = 0.1 * rng.standard_normal(frames) + 0.3 * np.sin(2 * np.pi * (150 + 20 * i) * t)
-        sf.write(out / f"c{i}.flac", audio.astype(np.float32), 16000, subtype="PCM_16")
-        rows.append(f"c{i}.flac\t{frames}")
-    (out / "train.tsv").write_text("\n".join(rows) + "\n")
-    return out / "train.tsv"
 
 
 def dataset(manifest: Path, max_sample_size: int = 48000):
@@ -359,37 +344,3 @@ def test_base_flops_per_audio_second() -> None:
     assert 0.044e12 < per_second < 0.048e12
     large = compose_config(load_pretrain("xlarge")["fairseq"])["model"]
     assert training_flops(large, 1, 240000).total / 15 > 7 * per_second
-
-
-
-# --- through the launcher ---------------------------------------------------------------------
-
-@pytest.mark.slow
-def test_tiny_pretrain_with_every_fast_path_trains_and_resumes(tmp_path: Path) -> None:
-    from tests.helpers import run_speechfm
-
-    manifest = audio_manifest(tmp_path / "data", [1.2, 1.5, 1.8, 2.0, 2.2, 2.5, 1.1, 1.9]).parent
-    (manifest / "valid.tsv").write_text("\n".join(manifest.joinpath("train.tsv").read_text()
-                                                  .splitlines()[:3]) + "\n")
-    out = tmp_path / "run"
-    switches = [f"fast.{name}=true" for name in ("sdpa_attention", "fused_adam",
-                                                 "precompute_masks", "sync_free", "bucket_batches")]
-    settings = [*switches, "fast.loader_threads=1", "dataset.num_workers=1",
-                "dataset.max_tokens=40000",
-                "task._name=speechfm_audio_pretraining"]  # the segment-index dataset of base/large
-    args = ["pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out, "--cpu",
-            "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
-            *[x for item in settings for x in ("--set", item)]]
-    result = run_speechfm(*args, "--set", "optimization.max_update=6", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    log = (out / "train.log").read_text()
-    assert ("fast paths on: sdpa_attention, fused_adam, precompute_masks, sync_free, "
-            "bucket_batches, loader_threads") in log
-    assert "fast paths in the model: sdpa_attention x4, sync_free x1" in log
-    state = torch.load(out / "checkpoint_last.pt", map_location="cpu", weights_only=False)
-    assert state["last_optimizer_state"]["param_groups"][0]["fairseq_steps"] == 6
-    assert "fast" not in state["cfg"]
-    result = run_speechfm(*args, "--set", "optimization.max_update=8", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    state = torch.load(out / "checkpoint_last.pt", map_location="cpu", weights_only=False)
-    assert state["last_optimizer_state"]["param_groups"][0]["fairseq_steps"] == 8
