@@ -194,10 +194,15 @@ def test_dvc_metrics_fit_a_terminal_and_dvc_plots_render(user_project: Path,
     template = offline_vega_template(tmp_path / "offline.html")
     dvc(project, "plots", "show", "--html-template", str(template), "-o", str(tmp_path / "plots"))
     with Chromium((tmp_path / "plots" / "index.html").as_uri(), tmp_path / "profile") as page:
-        page.wait_for("document.querySelectorAll('.vega-embed canvas').length === 3")
-        widths = page.evaluate("Array.from(document.querySelectorAll('.vega-embed canvas'))"
-                               ".map(c => c.getBoundingClientRect().width)")
-    assert len(widths) == 3 and min(widths) > 100, widths
+        page.wait_for("document.querySelectorAll('.vega-embed svg.marks').length === 3")
+        drawn = page.evaluate("Array.from(document.querySelectorAll('.vega-embed')).map(e => "
+                              "[e.id, e.querySelector('svg.marks').getBoundingClientRect().width, "
+                              "e.querySelectorAll('path, circle, line').length, e.innerText])")
+    assert [d[0] for d in drawn] == ["runs_pretrain_curve_tsv", "runs_finetune_curve_tsv",
+                                     "reports_lur_demo_lur_tsv"]
+    for name, width, marks, text in drawn:
+        assert width > 100 and marks > 3, (name, width, marks)
+    assert "train" in drawn[0][3] and "valid" in drawn[0][3]  # the legend of the splits
 
 
 def test_pretraining_reads_the_deduplicated_manifests(user_project: Path) -> None:
