@@ -49,5 +49,5 @@ def test_definition(name: str) -> None:
     assert any(f'SPEECHFM_TORCH_INDEX="{torch_index}"' in e for e in r.environ)
     assert any(f'SPEECHFM_SYSTEM_PACKAGES="{" ".join(system)}"' in e for e in r.environ)
     section = (ROOT / "containers" / name).read_text().split("%test", 1)[1].split("\n%", 1)[0]
-    assert "pytest" in section and "tests/test_install.py" in section
+    assert "pytest" in section and "tests/e2e/test_install.py" in section
 
