@@ -18,10 +18,10 @@ demo: setup
 test: lint
 	$(PY) -m pytest -q
 
-# The inner loop: unit-level tests only (no end-to-end stage runs or services), about 4 minutes on
-# 2 cores (4 min 09 s measured 2026-12-02; the full suite 20.5 min).
+# The inner loop: unit-level tests only (no whole-verb runs, pipeline or services), on every core
+# (pytest-xdist, whole files per worker): 3 min 36 s on 2 cores, 2026-12-03 (docs/benchmarks.md).
 test-fast: lint
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" -n auto --dist loadfile
 
 lint: setup
 	.venv/bin/ruff check src api tests benchmarks
