@@ -70,7 +70,7 @@ def main() -> int:
     pre_wall, pre_cpu = speechfm(
         "pretrain", "--preset", "tiny", "--manifest", manifest, "--out", args.work / "pretrain",
         "--cpu", "--tracking-uri", f"sqlite:///{args.work / 'mlflow.db'}",
-        f"optimization.max_update={args.pretrain_updates}")
+        "--updates", str(args.pretrain_updates))
     best = args.work / "pretrain" / "checkpoint_last.pt"
     with_pt = finetune_and_score(args.demo, args.work / "pretrained",
                                  ["--init", str(best), *extra])

@@ -103,8 +103,8 @@ def test_fairseq_backend_ends_in_the_same_artifact(small_demo: Path, tmp_path: P
     db, out = tmp_path / "ml.db", tmp_path / "fs"
     done = run_speechfm("finetune", "--backend", "fairseq", "--labeled", small_demo / "labeled",
                         "--out", out, "--tracking-uri", f"sqlite:///{db}",
-                        "--set", "optimization.max_update=4",
-                        "--set", "checkpoint.save_interval_updates=2",
+                        "--set", "optimization.max_update=8",
+                        "--set", "checkpoint.save_interval_updates=4",
                         "--set", "dataset.validate_interval_updates=2")
     assert done.returncode == 0, done.stderr[-3000:]
     state = torch.load(out / "fairseq" / "checkpoint_best.pt", weights_only=False)
@@ -124,11 +124,12 @@ def test_fairseq_backend_ends_in_the_same_artifact(small_demo: Path, tmp_path: P
                        fs[f"w2v_encoder.w2v_model.encoder.layers.{last}.fc2.weight"])
     with torch.no_grad():
         assert torch.isfinite(model(torch.zeros(1, 16000)).logits).all()
-    # and it learned: fairseq's validation loss fell between its two validations (902 -> 771)
+    # and it learned: fairseq's validation loss fell from its first validation (after 2 updates)
+    # to its last (after 8); 4 updates were too few for a margin that holds across random inits
     valid = [json.loads(line.split("| valid | ", 1)[1])["valid_loss"]
              for line in (out / "fairseq" / "train.log").read_text().splitlines()
              if "| valid | " in line]
-    assert len(valid) == 2 and float(valid[1]) < 0.95 * float(valid[0])
+    assert len(valid) == 4 and float(valid[-1]) < 0.95 * float(valid[0]), valid
     (run,) = _mlflow_runs(db, "finetune")
     assert run.data.params["backend"] == "fairseq"
 

@@ -150,8 +150,9 @@ def test_tiny_pretrain_through_the_segment_index(small_demo: Path, tmp_path: Pat
     out = tmp_path / "run"
     proc = run_speechfm("pretrain", "--preset", "tiny", "--manifest", manifest, "--out", out,
                         "--cpu", "--tracking-uri", f"sqlite:///{tmp_path / 'ml.db'}",
-                        "task._name=speechfm_audio_pretraining", "optimization.max_update=4",
-                        "dataset.num_workers=1", cwd=tmp_path)
+                        "--set", "task._name=speechfm_audio_pretraining",
+                        "--set", "optimization.max_update=4", "--set", "dataset.num_workers=1",
+                        cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (out / "train.log").read_text()
     assert "task: IndexedAudioPretrainingTask" in log and "segment index" in log
