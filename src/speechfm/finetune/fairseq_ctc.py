@@ -19,6 +19,7 @@ from speechfm.core.errors import SpeechfmError
 from speechfm.engine.fairseq import FairseqJob, compose_config, start, write_job
 from speechfm.engine.fairseq.job import LOG_NAME, distributed_settings, update_freq
 from speechfm.finetune.data import digest
+from speechfm.launch.ranks import no_gpu
 from speechfm.launch.resume import FAIRSEQ_LENGTH, fairseq_settings, file_identity, settle_run
 
 log = logging.getLogger(__name__)
@@ -115,12 +116,7 @@ def train(data_dir: Path, out: Path, fairseq: dict[str, Any], init: Path | None 
     site_cfg = load_site(site)
     slurm = site_cfg.executor == "slurm"
     if cpu is None:
-        if slurm:
-            cpu = not site_cfg.train.gpus_per_node
-        else:
-            import torch
-
-            cpu = not torch.cuda.is_available()
+        cpu = no_gpu(site_cfg)
     config = build_config(data_dir, out, fairseq, init, nproc, cpu, update_freq, w2v_args,
                           overrides)
     # resume only if nothing but the length changed: settings, pre-trained model, labeled data

@@ -140,16 +140,10 @@ def transformers_ranks(config: FinetuneConfig, cpu: bool):
 def _start_transformers_ranks(config: FinetuneConfig, site) -> Path:
     """`gpus` transformers ranks here or as one Slurm job, waited for: on a Slurm site the
     training never runs on the login node."""
-    from speechfm.launch.ranks import ranks
+    from speechfm.launch.ranks import no_gpu, ranks
 
     slurm = site.executor == "slurm"
-    if slurm:
-        cpu = not site.train.gpus_per_node
-    else:
-        import torch
-
-        cpu = not torch.cuda.is_available()
-    job = transformers_ranks(config, cpu)
+    job = transformers_ranks(config, no_gpu(site))
     log.info("launching %d workers (%s)", config.gpus, "Slurm job" if slurm else "here")
     outcome = ranks(job, site, wait=True)
     if outcome.status != 0:

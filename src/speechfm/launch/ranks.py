@@ -101,6 +101,16 @@ def ranks(job: Ranks, site: Site, wait: bool = True, dry_run: bool = False) -> O
     return Outcome(run_here(job))
 
 
+def no_gpu(site: Site) -> bool:
+    """Whether ranks on `site` run on CPU: a Slurm site without GPU nodes, or here no GPU
+    visible (the one rule of every verb that trains)."""
+    if site.executor == "slurm":
+        return not site.train.gpus_per_node
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -60,11 +60,12 @@ def run(config: PretrainConfig) -> Result:
     from speechfm.core.tracking import tracking_uri
     from speechfm.engine.fairseq import FairseqJob, start, write_job
     from speechfm.engine.fairseq.fastpaths import split_overrides
+    from speechfm.launch.ranks import no_gpu
     from speechfm.launch.resume import FAIRSEQ_LENGTH, fairseq_settings, settle_run
     from speechfm.pretrain.config import build_config, fast_settings
 
     site = load_site(config.site)
-    cpu = config.cpu or _no_gpu(site)
+    cpu = config.cpu or no_gpu(site)
     preset = load_pretrain(config.preset)
     save_dir = config.save_dir
     overrides, fast_items = split_overrides(list(config.overrides))
@@ -98,15 +99,6 @@ def _write_curve(save_dir: Path) -> None:
 
     if (save_dir / "train.log").exists():
         write_curve(fairseq_curve(save_dir / "train.log"), save_dir)
-
-
-def _no_gpu(site) -> bool:
-    """CPU unless the Slurm site has GPU nodes, or (here) GPUs are visible."""
-    if site.executor == "slurm":
-        return not site.train.gpus_per_node
-    import torch
-
-    return not torch.cuda.is_available()
 
 
 __all__ = ["PretrainConfig", "Result", "run"]

@@ -80,3 +80,12 @@ def test_on_a_slurm_site_the_ranks_are_one_sbatch_job_of_rank_tasks(tmp_path: Pa
     assert f"-m speechfm.launch.rank {tmp_path / 'run' / 'ranks.json'}" in script
     assert "#SBATCH --ntasks-per-node=2" in script
     assert not list(tmp_path.glob("rank[0-9]*.json"))  # a dry run starts nothing
+
+
+def test_cpu_or_gpu_is_the_sites_rule() -> None:
+    """A Slurm site trains on GPUs when its nodes have them (LUMI), here when torch sees one."""
+    import torch
+
+    assert launch.no_gpu(load_site("lumi")) is False
+    assert launch.no_gpu(load_site("local-slurm")) is True
+    assert launch.no_gpu(load_site("local")) is (not torch.cuda.is_available())
